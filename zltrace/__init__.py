@@ -1,0 +1,55 @@
+"""zltrace: a zero-latency HTTP traffic tracer for urllib3, requests and botocore.
+
+``wrap()`` a pool, a PoolManager or a requests Session; every exchange goes to a JSON Lines
+trace file, written by a background thread; ``read()`` gives the exchanges back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ._state import default_tracer, reset_defaults
+from ._tracer import Tracer
+from ._version import __version__
+from .config import DEFAULT_REDACT_HEADERS, Config
+from .exceptions import (
+    ConfigError,
+    TraceFormatError,
+    UnsupportedTargetError,
+    ZltraceError,
+    ZltraceWarning,
+)
+from .read import Exchange, Request, Response, Timing, read
+
+__all__ = [
+    "DEFAULT_REDACT_HEADERS",
+    "Config",
+    "ConfigError",
+    "Exchange",
+    "Request",
+    "Response",
+    "Timing",
+    "TraceFormatError",
+    "Tracer",
+    "UnsupportedTargetError",
+    "ZltraceError",
+    "ZltraceWarning",
+    "__version__",
+    "default_tracer",
+    "read",
+    "reset_defaults",
+    "wrap",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def wrap(target: Any, *, tracer: Tracer | None = None) -> Any:
+    """Trace ``target`` (a urllib3 pool, PoolManager or requests.Session).
+
+    A pool is returned as a traced copy with the same settings; a PoolManager or a Session
+    is traced in place and returned. Without ``tracer``, the process-wide default tracer
+    (configured from the environment) records.
+    """
+    return (tracer if tracer is not None else default_tracer()).wrap(target)

@@ -1,0 +1,366 @@
+"""Turns the caller's events into finished exchanges (worker thread, or caller in standard mode).
+
+Rules:
+- Pure bookkeeping, no I/O: events in, :class:`Finished` exchanges out, each exactly once.
+- Per event the work is O(1) Python plus slicing; no body is copied or joined here. Body
+  pieces stay references to the ``bytes`` the caller read (or ``memoryview`` slices of them
+  where chunk framing has to be cut away), so the writer can hand them to ``os.writev``.
+- An exchange ends at the first of: its body is complete by its framing (Content-Length
+  reached, the zero-size chunk and its trailers read, end of stream for close-delimited
+  bodies); end of stream before that (outcome ``error``); ``close()`` of the response before
+  that (``error`` if an exception was seen, else ``abandoned``); an error raised out of
+  urllib3's ``_make_request`` (``error``); a new request on the same connection while it is
+  still open (``abandoned``: the app released the connection unread); the tracer shutting
+  down (``incomplete``). Events for an exchange that has ended are ignored.
+"""
+
+from __future__ import annotations
+
+import email.message
+from collections.abc import Iterable
+from typing import Any, Union
+
+from ._events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
+from ._redact import Redactor
+
+Buffer = Union[bytes, memoryview]
+
+
+class Dechunker:
+    """Incremental parser of HTTP/1.1 chunked framing; collects the payload as slices."""
+
+    __slots__ = ("crlf_left", "done", "error", "left", "line", "pieces", "size", "state")
+
+    SIZE, DATA, CRLF, TRAILER, DONE = range(5)
+
+    def __init__(self) -> None:
+        self.state = self.SIZE
+        self.line = b""
+        self.left = 0
+        self.crlf_left = 0
+        self.pieces: list[Buffer] = []
+        self.size = 0
+        self.done = False
+        self.error: str | None = None
+
+    def feed(self, data: bytes) -> int:
+        """Consume ``data``; return how many payload bytes it carried."""
+        n = len(data)
+        i = 0
+        got = 0
+        while i < n:
+            state = self.state
+            if state == self.DATA:
+                take = min(self.left, n - i)
+                if i == 0 and take == n:
+                    self.pieces.append(data)
+                else:
+                    self.pieces.append(memoryview(data)[i : i + take])
+                i += take
+                got += take
+                self.left -= take
+                if not self.left:
+                    self.state = self.CRLF
+                    self.crlf_left = 2
+            elif state == self.CRLF:
+                take = min(self.crlf_left, n - i)
+                i += take
+                self.crlf_left -= take
+                if not self.crlf_left:
+                    self.state = self.SIZE
+            elif state == self.DONE:
+                return got  # bytes after the end belong to nobody (http.client stops reading)
+            else:
+                j = data.find(b"\n", i)
+                if j < 0:
+                    self.line += data[i:]
+                    return got
+                line = self.line + data[i : j + 1]
+                self.line = b""
+                i = j + 1
+                if state == self.TRAILER:
+                    if line in (b"\r\n", b"\n"):
+                        self.state = self.DONE
+                        self.done = True
+                    continue
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    self.error = f"invalid chunk size line {line[:40]!r}"
+                    self.state = self.DONE
+                    return got
+                if size == 0:
+                    self.state = self.TRAILER
+                else:
+                    self.state = self.DATA
+                    self.left = size
+        self.size += got
+        return got
+
+
+class Finished:
+    """One ended exchange: metadata for the line, and the body pieces for the writer."""
+
+    __slots__ = ("meta", "reads", "request_body", "response_body")
+
+    def __init__(self, meta: dict[str, Any], request_body: list[Buffer] | None,
+                 response_body: list[Buffer] | None, reads: list[int] | None) -> None:
+        self.meta = meta
+        self.request_body = request_body
+        self.response_body = response_body
+        self.reads = reads  # flat [end_offset, t_ns, end_offset, t_ns, ...] of body arrivals
+
+    def body_bytes(self) -> int:
+        return sum(len(p) for p in self.request_body or ()) + sum(
+            len(p) for p in self.response_body or ()
+        )
+
+
+class _Open:
+    __slots__ = (
+        "dechunk", "error", "ex", "framing", "head", "held", "host", "last_t",
+        "length", "logical", "nbody", "pieces", "port", "reads", "scheme", "sent", "sent_t", "t0",
+    )
+
+    def __init__(self, ex: int, logical: int, t0: int, scheme: str, host: str, port: int | None
+                 ) -> None:
+        self.ex = ex
+        self.logical = logical
+        self.t0 = t0
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.sent: list[bytes] = []
+        self.sent_t: int | None = None
+        self.head: tuple[Any, ...] | None = None
+        self.framing = "none"
+        self.length: int | None = None
+        self.dechunk: Dechunker | None = None
+        self.pieces: list[Buffer] = []
+        self.reads: list[int] = []
+        self.nbody = 0
+        self.last_t = t0
+        self.error: dict[str, str] | None = None
+        self.held = 0  # bytes referenced by this exchange, for the memory budget
+
+
+def _error_info(exc: BaseException) -> dict[str, str]:
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not break the worker
+        message = "<unprintable>"
+    return {"type": name, "message": message}
+
+
+class Assembler:
+    """Per-exchange state for one tracer; ``handle(event)`` returns the exchanges it ended."""
+
+    def __init__(self, run_id: str, wall0_ns: int, perf0_ns: int, redactor: Redactor) -> None:
+        self._open: dict[int, _Open] = {}
+        self._run = run_id
+        self._wall0 = wall0_ns
+        self._perf0 = perf0_ns
+        self._redact = redactor
+        self.bytes_held = 0
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def handle(self, ev: tuple[Any, ...], out: list[Finished]) -> None:
+        """Apply one event; append any exchange it ended to ``out``."""
+        kind = ev[0]
+        if kind == DATA:
+            ex = self._open.get(ev[1])
+            if ex is not None:
+                self._data(ex, ev[2], ev[3], out)
+        elif kind == SEND:
+            ex = self._open.get(ev[1])
+            if ex is not None:
+                ex.sent.append(ev[2])
+                ex.sent_t = ex.last_t = ev[3]
+                ex.held += len(ev[2])
+                self.bytes_held += len(ev[2])
+        elif kind == START:
+            _, n, prev, logical, t, scheme, host, port = ev
+            if prev in self._open:
+                self._end(self._open[prev], "abandoned", t, out)
+            self._open[n] = _Open(n, logical, t, scheme, host, port)
+        elif kind == HEAD:
+            ex = self._open.get(ev[1])
+            if ex is not None:
+                self._head(ex, ev, out)
+        elif kind == EOF:
+            ex = self._open.get(ev[1])
+            if ex is not None:
+                self._eof(ex, ev[2], out)
+        elif kind == CLOSE:
+            ex = self._open.get(ev[1])
+            if ex is not None:
+                self._end(ex, "error" if ex.error else "abandoned", ev[2], out)
+        elif kind == ERROR:
+            ex = self._open.get(ev[1])
+            if ex is not None:
+                if ex.error is None:
+                    ex.error = _error_info(ev[2])
+                ex.last_t = ev[3]
+                if ex.head is None:
+                    # Raised out of the request before any response: nothing more will come.
+                    self._end(ex, "error", ev[3], out)
+
+    def _head(self, ex: _Open, ev: tuple[Any, ...], out: list[Finished]) -> None:
+        _, _, t, _status, _reason, _version, _msg, chunked, length, _method = ev
+        ex.head = ev
+        ex.last_t = t
+        if chunked:
+            ex.framing = "chunked"
+            ex.dechunk = Dechunker()
+        elif length is None:
+            ex.framing = "close"
+        else:
+            ex.framing = "length"
+            ex.length = length
+            if length == 0:
+                self._end(ex, "complete", t, out)
+
+    def _data(self, ex: _Open, data: bytes, t: int, out: list[Finished]) -> None:
+        ex.last_t = t
+        if ex.head is None:
+            return
+        ex.held += len(data)
+        self.bytes_held += len(data)
+        dechunk = ex.dechunk
+        if dechunk is not None:
+            got = dechunk.feed(data)
+            if got:
+                ex.nbody += got
+                ex.reads += (ex.nbody, t - ex.t0)
+            if dechunk.done or dechunk.error:
+                ex.pieces = dechunk.pieces
+                if dechunk.error:
+                    ex.error = {"type": "zltrace.FramingError", "message": dechunk.error}
+                    self._end(ex, "error", t, out)
+                else:
+                    self._end(ex, "complete", t, out)
+                return
+        else:
+            ex.pieces.append(data)
+            ex.nbody += len(data)
+            ex.reads += (ex.nbody, t - ex.t0)
+            if ex.length is not None and ex.nbody >= ex.length:
+                self._end(ex, "complete", t, out)
+                return
+
+    def _eof(self, ex: _Open, t: int, out: list[Finished]) -> None:
+        if ex.head is None:
+            return
+        if ex.framing == "close":
+            self._end(ex, "complete", t, out)
+            return
+        if ex.error is None:
+            if ex.framing == "length":
+                msg = f"connection closed after {ex.nbody} of {ex.length} body bytes"
+            else:
+                msg = f"connection closed before the last chunk ({ex.nbody} body bytes read)"
+            ex.error = {"type": "zltrace.IncompleteBody", "message": msg}
+        self._end(ex, "error", t, out)
+
+    def finish_all(self, t: int, out: list[Finished]) -> None:
+        """End every open exchange as ``incomplete`` (the tracer is shutting down)."""
+        for ex in list(self._open.values()):
+            self._end(ex, "incomplete", t, out)
+
+    def _end(self, ex: _Open, outcome: str, t: int, out: list[Finished]) -> None:
+        del self._open[ex.ex]
+        if ex.dechunk is not None:
+            ex.pieces = ex.dechunk.pieces
+        self.bytes_held -= ex.held
+        out.append(self._finish(ex, outcome, t))
+
+    # -- building the record ---------------------------------------------------------------
+
+    def _finish(self, ex: _Open, outcome: str, t_end: int) -> Finished:
+        req_meta, req_body = self._request(ex)
+        t0 = ex.t0
+        wall_ns = self._wall0 + (t0 - self._perf0)
+        meta: dict[str, Any] = {
+            "v": 1,
+            "id": f"{self._run}.{ex.ex}",
+            "logical_id": f"{self._run}.{ex.logical}",
+            "started_at": wall_ns,
+            "request": req_meta,
+            "response": None,
+            "outcome": outcome,
+            "error": ex.error,
+            "timing": {
+                "request_sent": None if ex.sent_t is None else ex.sent_t - t0,
+                "headers_received": None if ex.head is None else ex.head[2] - t0,
+                "first_byte": ex.reads[1] if ex.reads else None,
+                "end": max(t_end, ex.last_t) - t0,
+            },
+        }
+        resp_body: list[Buffer] | None = None
+        reads: list[int] | None = None
+        if ex.head is not None:
+            _, _, _, status, reason, version, msg, _, _, _ = ex.head
+            meta["response"] = {
+                "status": status,
+                "reason": reason,
+                "http_version": "HTTP/1.0" if version == 10 else "HTTP/1.1",
+                "headers": self._redact.pairs(_message_pairs(msg)),
+                "framing": ex.framing,
+            }
+            resp_body = ex.pieces
+            reads = ex.reads
+        return Finished(meta, req_body, resp_body, reads)
+
+    def _request(self, ex: _Open) -> tuple[dict[str, Any], list[Buffer] | None]:
+        sent = b"".join(ex.sent) if len(ex.sent) != 1 else ex.sent[0]
+        end = sent.find(b"\r\n\r\n")
+        head = sent if end < 0 else sent[:end]
+        lines = head.split(b"\r\n")
+        parts = lines[0].decode("latin-1").split(" ", 2) if lines and lines[0] else []
+        method = parts[0] if parts else ""
+        target = parts[1] if len(parts) > 1 else ""
+        version = parts[2] if len(parts) > 2 else ""
+        headers: list[tuple[str, str]] = []
+        for raw in lines[1:]:
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers.append((name, value.strip()))
+        framing_headers = {n.lower(): v for n, v in headers}
+        body: list[Buffer] | None = None
+        if end >= 0:
+            rest = memoryview(sent)[end + 4 :]
+            if "chunked" in framing_headers.get("transfer-encoding", "").lower():
+                d = Dechunker()
+                d.feed(bytes(rest))
+                body = d.pieces
+            elif len(rest) or "content-length" in framing_headers:
+                body = [rest] if len(rest) else []
+        meta = {
+            "method": method,
+            "url": self._url(ex, target),
+            "http_version": version,
+            "headers": self._redact.pairs(headers),
+            "complete": end >= 0,
+        }
+        return meta, body
+
+    @staticmethod
+    def _url(ex: _Open, target: str) -> str:
+        if target.startswith(("http://", "https://")):
+            return target  # absolute form, sent to a forward proxy
+        host = ex.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        default = 443 if ex.scheme == "https" else 80
+        port = "" if ex.port in (None, default) else f":{ex.port}"
+        return f"{ex.scheme}://{host}{port}{target}"
+
+
+def _message_pairs(msg: Any) -> Iterable[tuple[str, str]]:
+    if isinstance(msg, email.message.Message):
+        return [(str(k), str(v)) for k, v in msg.raw_items()]
+    return []

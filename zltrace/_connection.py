@@ -1,0 +1,126 @@
+"""Traced connection classes: the request side of the tee (caller thread).
+
+A traced connection subclasses whatever ``ConnectionCls`` the pool had. It reports:
+
+- ``putrequest``: a new exchange starts (both urllib3 versions and ``http.client`` call it
+  once per attempt, so retries and redirects become exchanges of their own);
+- ``send``: the exact bytes handed to the socket -- request line and headers as built by
+  urllib3 and ``http.client``, then the body as framed on the wire. Capturing here never
+  touches the user's body object, so urllib3 can still rewind it on a retry, and a one-shot
+  generator is consumed once, by urllib3;
+- ``response_class``: a factory for :class:`TracedResponse` bound to the current exchange.
+
+Bytes sent while ``connect()`` runs (a proxy's CONNECT) are not part of any exchange.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import threading
+from functools import partial
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any
+
+from ._events import SEND, START, capture_failed, exchange_ids
+from ._tee import TracedResponse
+
+if TYPE_CHECKING:
+    from ._tracer import Tracer
+
+#: Per thread: the logical request the current ``urlopen`` belongs to (None outside one,
+#: 0 inside one before its first attempt, else the first attempt's exchange number).
+logical = threading.local()
+
+
+class TracedConnectionMixin:
+    """Mixed in front of urllib3's HTTPConnection / HTTPSConnection (or a user's subclass)."""
+
+    _zl_tracer: Tracer | None = None
+    _zl_put: Any = None
+    _zl_ex = 0
+    _zl_in_connect = False
+    _zl_scheme = "http"
+
+    def connect(self) -> None:
+        self._zl_in_connect = True
+        try:
+            super().connect()  # type: ignore[misc]
+        finally:
+            self._zl_in_connect = False
+
+    def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+        tracer = self._zl_tracer
+        if tracer is not None and not self._zl_in_connect:
+            try:
+                ex = next(exchange_ids)
+                group = getattr(logical, "id", None)
+                if group == 0:
+                    logical.id = group = ex
+                prev = self._zl_ex
+                self._zl_ex = ex
+                self._zl_put = put = tracer._put
+                host = getattr(self, "_tunnel_host", None) or self.host  # type: ignore[attr-defined]
+                port = getattr(self, "_tunnel_port", None) or self.port  # type: ignore[attr-defined]
+                put((START, ex, prev, group or ex, perf_counter_ns(), self._zl_scheme, host, port))
+            except Exception as e:
+                capture_failed("connection.putrequest", e)
+        super().putrequest(method, url, *args, **kwargs)  # type: ignore[misc]
+
+    def send(self, data: Any) -> None:
+        put = self._zl_put
+        if put is None or self._zl_in_connect:
+            super().send(data)  # type: ignore[misc]
+            return
+        if hasattr(data, "read"):
+            # What http.client does with a file, one block at a time, so each block is seen.
+            text = isinstance(data, io.TextIOBase)
+            while True:
+                block = data.read(self.blocksize)  # type: ignore[attr-defined]
+                if not block:
+                    return
+                self.send(block.encode("iso-8859-1") if text else block)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            try:
+                chunks = iter(data)
+            except TypeError:
+                super().send(data)  # type: ignore[misc] # let http.client raise its own error
+                return
+            for chunk in chunks:
+                self.send(chunk)
+            return
+        try:
+            # bytes are immutable: a reference is enough. A bytearray or memoryview may be
+            # reused by the caller after send() returns, so that one is copied.
+            put((SEND, self._zl_ex, data if type(data) is bytes else bytes(data), perf_counter_ns()))
+        except Exception as e:
+            capture_failed("connection.send", e)
+        super().send(data)  # type: ignore[misc]
+
+    @property
+    def response_class(self) -> Any:
+        put = self._zl_put
+        if put is None or self._zl_in_connect:
+            return http.client.HTTPResponse
+        return partial(TracedResponse, put, self._zl_ex)
+
+
+_classes: dict[type[Any], type[Any]] = {}
+_classes_lock = threading.Lock()
+
+
+def traced_connection_class(base: type[Any]) -> type[Any]:
+    """The traced subclass of connection class ``base`` (made once, then cached)."""
+    if issubclass(base, TracedConnectionMixin):
+        return base
+    with _classes_lock:
+        cls = _classes.get(base)
+        if cls is None:
+            scheme = "https" if getattr(base, "default_port", 80) == 443 else "http"
+            cls = type(
+                f"Traced{base.__name__}",
+                (TracedConnectionMixin, base),
+                {"__module__": __name__, "_zl_scheme": scheme},
+            )
+            _classes[base] = cls
+        return cls

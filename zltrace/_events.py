@@ -1,0 +1,49 @@
+"""The events the caller thread puts on the queue, and the capture path's failure counter.
+
+An event is a plain tuple whose first item is one of the kinds below; the second is the
+exchange number (a process-wide counter). Tuples are the cheapest thing to build and put:
+everything the caller thread does per event is one tuple and one ``SimpleQueue.put``.
+
+    (START, ex, prev, logical, t, scheme, host, port)   putrequest: a new exchange on a connection
+    (SEND,  ex, data, t)        bytes handed to the socket (request line, headers, body framing)
+    (HEAD,  ex, t, status, reason, version, msg, chunked, length, method)   response head parsed
+    (DATA,  ex, data, t)        bytes read from the response's socket file (with chunk framing)
+    (EOF,   ex, t)              the socket file reported end of stream
+    (CLOSE, ex, t)              the response's socket file was closed (or garbage-collected)
+    (ERROR, ex, exc, t)         an exception escaped a read, or urllib3's ``_make_request``
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+
+START, SEND, HEAD, DATA, EOF, CLOSE, ERROR = range(7)
+
+#: Exchange numbers, unique in the process (``next()`` on it is atomic under the GIL).
+exchange_ids = itertools.count(1)
+
+log = logging.getLogger("zltrace")
+
+_failures: dict[str, int] = {}
+_failures_lock = threading.Lock()
+
+
+def capture_failed(where: str, exc: BaseException) -> None:
+    """Count a failure of zltrace's own capture code; log the first of each kind, never raise."""
+    try:
+        with _failures_lock:
+            count = _failures.get(where, 0) + 1
+            _failures[where] = count
+        if count == 1:
+            log.error("zltrace capture failed in %s (further failures counted, not logged)",
+                      where, exc_info=exc)
+    except Exception:  # noqa: S110 - the capture path must never raise into the caller
+        pass
+
+
+def capture_failures() -> dict[str, int]:
+    """A copy of the failure counts by place."""
+    with _failures_lock:
+        return dict(_failures)

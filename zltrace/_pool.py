@@ -1,0 +1,203 @@
+"""``wrap()``: traced connection pools, pool managers and requests sessions.
+
+- A pool is replaced: ``wrap(pool)`` returns a new pool of a traced subclass of the pool's
+  class, built with the same host, port and settings (read back from the pool's attributes
+  by the names of its ``__init__`` parameters), with a traced ``ConnectionCls``.
+- A ``PoolManager`` (``ProxyManager`` included) is traced in place: it gets its own
+  ``pool_classes_by_scheme`` dict (urllib3 shares the module-level one between managers) and
+  a traced subclass as its class, so that every pool it makes from now on is traced and
+  redirects it follows share one logical request id. Pools it made before are cleared.
+- A ``requests.Session`` is traced in place through its adapters' pool managers, proxy
+  managers included. requests stays an optional dependency: it is never imported here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import TYPE_CHECKING, Any
+
+from urllib3 import PoolManager
+from urllib3.connectionpool import HTTPConnectionPool
+
+from ._connection import TracedConnectionMixin, logical, traced_connection_class
+from ._events import ERROR, capture_failed
+from .exceptions import UnsupportedTargetError
+
+if TYPE_CHECKING:
+    from ._tracer import Tracer
+
+from time import perf_counter_ns
+
+
+class TracedPoolMixin:
+    """Mixed in front of a pool class: traced connections, logical ids, request errors."""
+
+    _zl_tracer: Tracer | None = None
+
+    def _new_conn(self) -> Any:
+        conn = super()._new_conn()  # type: ignore[misc]
+        if isinstance(conn, TracedConnectionMixin):
+            conn._zl_tracer = self._zl_tracer
+        return conn
+
+    def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+        if getattr(logical, "id", None) is not None:
+            return super().urlopen(*args, **kwargs)  # type: ignore[misc]
+        logical.id = 0
+        try:
+            return super().urlopen(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            logical.id = None
+
+    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
+        except BaseException as exc:
+            put = getattr(conn, "_zl_put", None)
+            if put is not None:
+                try:
+                    put((ERROR, conn._zl_ex, exc, perf_counter_ns()))
+                except Exception as e:
+                    capture_failed("pool.make_request", e)
+            raise
+
+
+class TracedManagerMixin:
+    """Mixed in front of a PoolManager class: tracer for new pools, logical ids."""
+
+    _zl_tracer: Tracer | None = None
+
+    def _new_pool(self, *args: Any, **kwargs: Any) -> Any:
+        pool = super()._new_pool(*args, **kwargs)  # type: ignore[misc]
+        if isinstance(pool, TracedPoolMixin):
+            pool._zl_tracer = self._zl_tracer
+        return pool
+
+    def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+        if getattr(logical, "id", None) is not None:
+            return super().urlopen(*args, **kwargs)  # type: ignore[misc]
+        logical.id = 0
+        try:
+            return super().urlopen(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            logical.id = None
+
+
+_lock = threading.Lock()
+_pool_classes: dict[type[Any], type[Any]] = {}
+_manager_classes: dict[type[Any], type[Any]] = {}
+_adapter_classes: dict[type[Any], type[Any]] = {}
+
+
+def _subclass(cache: dict[type[Any], type[Any]], mixin: type[Any], base: type[Any],
+              extra: dict[str, Any]) -> type[Any]:
+    if issubclass(base, mixin):
+        return base
+    with _lock:
+        cls = cache.get(base)
+        if cls is None:
+            ns = {"__module__": __name__, **extra}
+            cls = type(f"Traced{base.__name__}", (mixin, base), ns)
+            cache[base] = cls
+        return cls
+
+
+def traced_pool_class(base: type[Any]) -> type[Any]:
+    """The traced subclass of pool class ``base`` (cached)."""
+    return _subclass(
+        _pool_classes, TracedPoolMixin, base,
+        {"ConnectionCls": traced_connection_class(base.ConnectionCls)},
+    )
+
+
+# Pool __init__ parameters that are stored under another attribute name.
+_POOL_ATTRS = {"_proxy": "proxy", "_proxy_headers": "proxy_headers", "_proxy_config": "proxy_config"}
+
+
+def _wrap_pool(pool: Any, tracer: Tracer) -> Any:
+    if isinstance(pool, TracedPoolMixin) and pool._zl_tracer is tracer:
+        return pool
+    base = type(pool)
+    if isinstance(pool, TracedPoolMixin):
+        base = next(c for c in base.__mro__[1:] if not issubclass(c, TracedPoolMixin))
+    cls = traced_pool_class(base)
+    kwargs: dict[str, Any] = {}
+    for name, param in inspect.signature(base.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if name == "maxsize":
+            q = getattr(pool, "pool", None)
+            kwargs[name] = q.maxsize if q is not None else 1
+        elif hasattr(pool, _POOL_ATTRS.get(name, name)):
+            kwargs[name] = getattr(pool, _POOL_ATTRS.get(name, name))
+    conn_kw = dict(getattr(pool, "conn_kw", {}))
+    new = cls(**kwargs, **conn_kw)
+    own_conn_cls = pool.__dict__.get("ConnectionCls")
+    if own_conn_cls is not None:
+        new.ConnectionCls = traced_connection_class(own_conn_cls)
+    new._zl_tracer = tracer
+    return new
+
+
+def _wrap_manager(manager: Any, tracer: Tracer) -> Any:
+    if isinstance(manager, TracedManagerMixin) and manager._zl_tracer is tracer:
+        return manager
+    manager.pool_classes_by_scheme = {
+        scheme: traced_pool_class(cls) for scheme, cls in manager.pool_classes_by_scheme.items()
+    }
+    manager.__class__ = _subclass(_manager_classes, TracedManagerMixin, type(manager), {})
+    manager._zl_tracer = tracer
+    manager.clear()  # pools made before wrap() are untraced (or traced by another tracer)
+    return manager
+
+
+class TracedAdapterMixin:
+    """Mixed in front of a requests ``HTTPAdapter``: proxy managers it makes are traced."""
+
+    _zl_tracer: Tracer | None = None
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[misc]
+        if self._zl_tracer is not None:
+            _wrap_manager(self.poolmanager, self._zl_tracer)  # type: ignore[attr-defined]
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(*args, **kwargs)  # type: ignore[misc]
+        if self._zl_tracer is not None:
+            _wrap_manager(manager, self._zl_tracer)
+        return manager
+
+
+def _is_requests_session(target: Any) -> bool:
+    return any(
+        c.__module__.startswith("requests.") and c.__name__ == "Session"
+        for c in type(target).__mro__
+    )
+
+
+def _wrap_session(session: Any, tracer: Tracer) -> Any:
+    for adapter in session.adapters.values():
+        manager = getattr(adapter, "poolmanager", None)
+        if manager is None:
+            continue
+        adapter.__class__ = _subclass(_adapter_classes, TracedAdapterMixin, type(adapter), {})
+        adapter._zl_tracer = tracer
+        _wrap_manager(manager, tracer)
+        for proxy_manager in getattr(adapter, "proxy_manager", {}).values():
+            _wrap_manager(proxy_manager, tracer)
+    return session
+
+
+def wrap_target(target: Any, tracer: Tracer) -> Any:
+    """Trace ``target`` with ``tracer``; see the module docstring for what is returned."""
+    if isinstance(target, HTTPConnectionPool):
+        return _wrap_pool(target, tracer)
+    if isinstance(target, PoolManager):
+        return _wrap_manager(target, tracer)
+    if _is_requests_session(target):
+        return _wrap_session(target, tracer)
+    raise UnsupportedTargetError(
+        "zltrace.wrap() takes a urllib3 HTTPConnectionPool/HTTPSConnectionPool, a PoolManager "
+        f"(or ProxyManager) or a requests.Session, got {target!r}"
+    )

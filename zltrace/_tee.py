@@ -1,0 +1,182 @@
+"""The response tee: a wrapper around ``http.client.HTTPResponse.fp`` (caller thread).
+
+Rules (see FIELD-NOTES): every way urllib3 1.26 and 2.x consume a body ends in ``read``,
+``read1``, ``readinto`` or ``readline`` on the socket file that ``http.client`` keeps as
+``fp`` -- including ``read_chunked``, which reaches past urllib3's own read helpers. So the
+tee sits exactly there, installed by :class:`TracedResponse` right after the status line and
+headers were parsed, and sees the body bytes *with* chunk framing. De-chunking and deciding
+whether the body is complete happen on the worker thread, never here.
+
+Per read the caller pays one ``perf_counter_ns`` and one ``SimpleQueue.put`` of a tuple that
+holds a reference to the ``bytes`` object the caller gets anyway -- no copy, except for
+``readinto``, whose buffer belongs to the caller and may be reused. Any failure of our own
+is swallowed and counted: the caller always gets exactly what the real file returned, and
+exactly the exceptions it raised.
+"""
+
+from __future__ import annotations
+
+import http.client
+from time import perf_counter_ns
+from typing import Any, Callable
+
+from ._events import CLOSE, DATA, EOF, ERROR, HEAD, capture_failed
+
+Put = Callable[[tuple[Any, ...]], None]
+
+
+class Tee:
+    """Stands in for the socket file of one response; forwards every call, reports what it read."""
+
+    __slots__ = ("_closed_seen", "_ex", "_put", "_raw")
+
+    def __init__(self, raw: Any, put: Put, ex: int) -> None:
+        self._raw = raw
+        self._put = put
+        self._ex = ex
+        self._closed_seen = False
+
+    def _error(self, exc: BaseException) -> None:
+        try:
+            self._put((ERROR, self._ex, exc, perf_counter_ns()))
+        except Exception as e:  # pragma: no cover - put on a SimpleQueue does not fail
+            capture_failed("tee.error", e)
+
+    def read(self, amt: int | None = None) -> bytes:
+        try:
+            data: bytes = self._raw.read(amt)
+        except BaseException as exc:
+            self._error(exc)
+            raise
+        try:
+            t = perf_counter_ns()
+            if data:
+                self._put((DATA, self._ex, data, t))
+            # A blocking BufferedReader returns short only at end of stream.
+            if amt is None or amt < 0 or len(data) < amt:
+                self._put((EOF, self._ex, t))
+        except Exception as e:
+            capture_failed("tee.read", e)
+        return data
+
+    def read1(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self._raw.read1(n)
+        except BaseException as exc:
+            self._error(exc)
+            raise
+        try:
+            t = perf_counter_ns()
+            if data:
+                self._put((DATA, self._ex, data, t))
+            elif n != 0:
+                self._put((EOF, self._ex, t))
+        except Exception as e:
+            capture_failed("tee.read1", e)
+        return data
+
+    def readinto(self, b: Any) -> int | None:
+        try:
+            n: int | None = self._raw.readinto(b)
+        except BaseException as exc:
+            self._error(exc)
+            raise
+        try:
+            t = perf_counter_ns()
+            if n:
+                # The caller owns ``b`` and may reuse it: this is the one copy the tee makes.
+                with memoryview(b) as view:
+                    self._put((DATA, self._ex, view[:n].tobytes(), t))
+            if n is not None and n < memoryview(b).nbytes:
+                self._put((EOF, self._ex, t))
+        except Exception as e:
+            capture_failed("tee.readinto", e)
+        return n
+
+    def readline(self, limit: int = -1) -> bytes:
+        try:
+            data: bytes = self._raw.readline(limit)
+        except BaseException as exc:
+            self._error(exc)
+            raise
+        try:
+            t = perf_counter_ns()
+            if data:
+                self._put((DATA, self._ex, data, t))
+            if not data.endswith(b"\n") and (limit is None or limit < 0 or len(data) < limit):
+                self._put((EOF, self._ex, t))
+        except Exception as e:
+            capture_failed("tee.readline", e)
+        return data
+
+    def peek(self, n: int = 0) -> bytes:
+        # Peeked bytes are not consumed; they are reported when they are read.
+        data: bytes = self._raw.peek(n)
+        return data
+
+    def close(self) -> None:
+        self._report_close()
+        self._raw.close()
+
+    def _report_close(self) -> None:
+        if self._closed_seen:
+            return
+        self._closed_seen = True
+        try:
+            self._put((CLOSE, self._ex, perf_counter_ns()))
+        except Exception as e:
+            capture_failed("tee.close", e)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._raw.closed)
+
+    def fileno(self) -> int:
+        return int(self._raw.fileno())
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (readable(), mode, raw, ...) is the real file's.
+        return getattr(self._raw, name)
+
+    def __del__(self) -> None:
+        # An unread response that is garbage-collected without close() is still recorded.
+        try:
+            self._report_close()
+        except Exception:  # noqa: S110 - never raise from a finalizer
+            pass
+
+
+class TracedResponse(http.client.HTTPResponse):
+    """``http.client.HTTPResponse`` that reports its head and swaps its socket file for a Tee."""
+
+    def __init__(self, put: Put, ex: int, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self._zl_put = put
+        self._zl_ex = ex
+
+    def begin(self) -> None:
+        super().begin()
+        try:
+            put = self._zl_put
+            ex = self._zl_ex
+            put(
+                (
+                    HEAD,
+                    ex,
+                    perf_counter_ns(),
+                    self.status,
+                    self.reason,
+                    self.version,
+                    self.msg,
+                    self.chunked,
+                    self.length,
+                    self._method,  # type: ignore[attr-defined]
+                )
+            )
+            if self.fp is not None:
+                self.fp = Tee(self.fp, put, ex)  # type: ignore[assignment]
+        except Exception as e:
+            capture_failed("response.begin", e)

@@ -1,0 +1,203 @@
+"""``Tracer``: owns the queue, the worker, the assembler and the writer; lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+import warnings
+from datetime import datetime, timezone
+from itertools import count
+from types import TracebackType
+from typing import Any
+
+from . import _state
+from ._assembler import Assembler, Finished
+from ._events import capture_failures
+from ._pool import wrap_target
+from ._redact import Redactor
+from ._worker import Worker
+from ._writer import TraceWriter
+from .config import Config
+from .exceptions import ConfigError, ZltraceWarning
+
+log = logging.getLogger("zltrace")
+
+_seq = count(1)
+
+
+class Tracer:
+    """Records every exchange of the pools it wraps into one trace file of its own.
+
+    Use it as a context manager, or call :meth:`close` (also run at exit and on
+    SIGTERM/SIGINT). In zero-latency mode (the default) the caller thread only enqueues
+    references; a daemon thread writes. With ``Config(zero_latency=False)`` the same records
+    are written synchronously at the end of each exchange.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        if config is None:
+            config = Config.from_env()
+        elif not isinstance(config, Config):
+            raise ConfigError(f"Tracer(config=...) must be a zltrace.Config, got {config!r}")
+        self.config = config
+        self._dir = os.path.abspath(config.dir)
+        self._closed = False
+        self._lifecycle = threading.Lock()
+        self._after_close_events = 0
+        self._setup()
+        _state.register(self)
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self._run = secrets.token_hex(4)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stem = f"zltrace-{stamp}-{os.getpid()}-{next(_seq)}"
+        self._writer = TraceWriter(self._dir, stem)
+        self._assembler = Assembler(
+            self._run, time.time_ns(), time.perf_counter_ns(), Redactor(cfg.redact_headers)
+        )
+        self._sync_lock = threading.Lock()
+        self._worker: Worker | None = None
+        self.mode = "standard"
+        if cfg.zero_latency:
+            q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            worker = Worker(q, self._assembler, self._writer, cfg.buffer_size, cfg.flush_ms,
+                            name=f"zltrace-worker-{stem}")
+            try:
+                worker.start()
+            except RuntimeError as exc:  # can't start new thread
+                warnings.warn(
+                    f"zltrace: the background thread could not start ({exc}); "
+                    "falling back to standard (synchronous) mode",
+                    ZltraceWarning,
+                    stacklevel=3,
+                )
+            else:
+                self._worker = worker
+                self._queue = q
+                self._put = q.put
+                self.mode = "zero-latency"
+                return
+        self._put = self._sync_put
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The trace file this tracer writes (created with the first record)."""
+        return self._writer.path
+
+    def wrap(self, target: Any) -> Any:
+        """Trace a pool (returns a traced copy), a PoolManager or a requests.Session (in place)."""
+        if not self.config.enabled:
+            return target
+        return wrap_target(target, self)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write every finished exchange to disk; True when all of them are written."""
+        worker = self._worker
+        if worker is not None:
+            if not worker.alive:
+                return self._writer.pending == 0
+            return worker.flush(timeout)
+        with self._sync_lock:
+            return self._writer.flush()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Finish and write everything, close the files; idempotent. True if all was written.
+
+        Exchanges still in flight are written with outcome ``incomplete``; traffic after
+        close() is not recorded (and counted in ``stats()["after_close_events"]``).
+        """
+        with self._lifecycle:
+            if self._closed:
+                return True
+            self._closed = True
+            self._put = self._after_close
+        _state.unregister(self)
+        worker = self._worker
+        if worker is not None:
+            if worker.alive:
+                return worker.stop(timeout)
+            return False
+        with self._sync_lock:
+            out: list[Finished] = []
+            self._assembler.finish_all(time.perf_counter_ns(), out)
+            for f in out:
+                self._writer.add(f)
+            self._writer.close()
+            return self._writer.pending == 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and gauges of this tracer, as a plain dict."""
+        w = self._worker
+        writer = self._writer
+        return {
+            "mode": self.mode,
+            "path": writer.path,
+            "closed": self._closed,
+            "worker_alive": bool(w and w.alive),
+            "worker_crashed": w.crashed if w else None,
+            "queue_depth": self._queue.qsize() if w else 0,
+            "open_exchanges": self._assembler.open_count,
+            "exchanges_finished": w.exchanges if w else writer.records_written,
+            "records_written": writer.records_written,
+            "records_pending": writer.pending,
+            "records_lost": 0,
+            "bytes_written": writer.bytes_written,
+            "bytes_held": self._assembler.bytes_held,
+            "batches_written": writer.batches,
+            "write_errors": writer.write_errors,
+            "last_write_error": writer.last_error,
+            "events_processed": w.events if w else None,
+            "worker_wakeups": w.wakeups if w else None,
+            "worker_max_slice_ns": w.max_slice_ns if w else None,
+            "after_close_events": self._after_close_events,
+            "capture_failures": sum(capture_failures().values()),
+        }
+
+    def __enter__(self) -> Tracer:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self.mode
+        return f"<zltrace.Tracer {state} path={self.path!r}>"
+
+    # -- sinks -------------------------------------------------------------------------------
+
+    def _sync_put(self, ev: tuple[Any, ...]) -> None:
+        """Standard mode: handle the event on the caller thread, write at the exchange's end."""
+        try:
+            with self._sync_lock:
+                out: list[Finished] = []
+                self._assembler.handle(ev, out)
+                if out:
+                    for f in out:
+                        self._writer.add(f)
+                    self._writer.flush()
+        except Exception as exc:
+            from ._events import capture_failed
+
+            capture_failed("standard-mode write", exc)
+
+    def _after_close(self, ev: tuple[Any, ...]) -> None:
+        self._after_close_events += 1
+
+    def _after_fork_in_child(self) -> None:
+        """The child gets its own file and worker; the parent's queue is left behind."""
+        if self._closed:
+            return
+        self._lifecycle = threading.Lock()
+        self._setup()

@@ -1,0 +1,169 @@
+"""The background worker: one daemon thread per tracer owns everything slow.
+
+Goal: the caller thread pays for a tuple and a ``SimpleQueue.put`` per event and nothing
+else -- in particular it must never wait long for the GIL while this thread holds it.
+The GIL is the whole game here: when the caller's ``recv()`` returns it needs the GIL
+back, and if this thread is in the middle of pure-Python work it waits until we release
+it voluntarily (blocking call, sleep, write) or until the 5 ms switch interval forces us.
+(We never touch ``sys.setswitchinterval``: it belongs to the host.)
+
+How each hold is kept short:
+
+1. Few wake-ups. The thread blocks in ``get()`` while idle (no CPU, no polling). The first
+   event wakes it; it then sleeps ``GATHER_S`` so the events of that period arrive while it
+   does nothing, and drains them all at once. One wake-up per batch, not per event.
+2. Work in slices. Events are handled in slices of at most ``SLICE_NS`` of GIL time; after
+   each slice the thread sleeps ``YIELD_S`` -- a real sleep, long enough for a caller that
+   is waiting for the GIL to take it (``sleep(0)`` drops the GIL but retakes it before a
+   waiting thread, woken on another core, can run).
+3. Nothing proportional to body size holds the GIL: the assembler keeps references and
+   ``memoryview`` slices, never joins; bodies over ``INLINE_MAX`` go to the side file with
+   ``os.writev``, which releases the GIL while the kernel copies. The largest hold left is
+   encoding one line with an inline body of at most 16 KiB (~25 us measured).
+
+The bench (``python -m zltrace bench``) shows the effect: the per-request figures it prints
+are traced minus bare on the same loopback server.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from time import perf_counter_ns
+from typing import Any
+
+from ._assembler import Assembler, Finished
+from ._writer import TraceWriter
+
+log = logging.getLogger("zltrace")
+
+GATHER_S = 0.002
+SLICE_NS = 50_000
+YIELD_S = 0.00005
+
+FLUSH, STOP = 100, 101
+
+
+class Worker:
+    """Drains the tracer's queue into the assembler and the writer, on its own thread."""
+
+    def __init__(self, q: queue.SimpleQueue[Any], assembler: Assembler, writer: TraceWriter,
+                 buffer_size: int, flush_ms: int, name: str) -> None:
+        self._q = q
+        self._asm = assembler
+        self._writer = writer
+        self._buffer_size = buffer_size
+        self._flush_ns = flush_ms * 1_000_000
+        self._oldest: int | None = None  # perf_counter_ns of the oldest unflushed record
+        self.events = 0
+        self.exchanges = 0
+        self.wakeups = 0
+        self.max_slice_ns = 0
+        self.crashed: str | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def flush(self, timeout: float | None) -> bool:
+        done = threading.Event()
+        self._q.put((FLUSH, done))
+        return done.wait(timeout) and self._writer.pending == 0
+
+    def stop(self, timeout: float | None) -> bool:
+        done = threading.Event()
+        self._q.put((STOP, done))
+        ok = done.wait(timeout)
+        if ok:
+            self.thread.join(timeout)
+        return ok
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # pragma: no cover - a bug of ours; keep the app alive
+            self.crashed = repr(exc)
+            log.critical("zltrace worker crashed; tracing stopped", exc_info=True)
+
+    def _loop(self) -> None:
+        q = self._q
+        get = q.get
+        while True:
+            timeout = None
+            if self._oldest is not None:
+                timeout = max(0.0, (self._oldest + self._flush_ns - perf_counter_ns()) / 1e9)
+            try:
+                first = get(timeout=timeout)
+            except queue.Empty:
+                self._flush()
+                continue
+            self.wakeups += 1
+            if first[0] < FLUSH:
+                time.sleep(GATHER_S)
+            batch = [first]
+            for _ in range(q.qsize()):
+                batch.append(q.get_nowait())
+            if self._handle(batch):
+                return
+
+    def _handle(self, batch: list[Any]) -> bool:
+        """Process one drained batch in slices; True when told to stop."""
+        asm = self._asm
+        out: list[Finished] = []
+        start = perf_counter_ns()
+        for ev in batch:
+            kind = ev[0]
+            if kind >= FLUSH:
+                self._finish(out)
+                if kind == STOP:
+                    asm.finish_all(perf_counter_ns(), out)
+                    self._finish(out)
+                    self._writer.close()
+                    ev[1].set()
+                    return True
+                self._flush()
+                ev[1].set()
+                continue
+            asm.handle(ev, out)
+            self.events += 1
+            now = perf_counter_ns()
+            if out:
+                self._finish(out)
+                now = perf_counter_ns()
+            if now - start > SLICE_NS:
+                self.max_slice_ns = max(self.max_slice_ns, now - start)
+                time.sleep(YIELD_S)
+                start = perf_counter_ns()
+        self._finish(out)
+        if self._oldest is not None and (
+            self._writer.pending >= self._buffer_size
+            or perf_counter_ns() - self._oldest >= self._flush_ns
+        ):
+            self._flush()
+        return False
+
+    def _finish(self, out: list[Finished]) -> None:
+        writer = self._writer
+        for f in out:
+            writer.add(f)
+            self.exchanges += 1
+            if self._oldest is None:
+                self._oldest = perf_counter_ns()
+            if writer.pending >= self._buffer_size:
+                self._flush()
+        out.clear()
+
+    def _flush(self) -> None:
+        if self._writer.flush():
+            self._oldest = None
+        elif self._oldest is not None:
+            # Keep the records; try again one flush interval from now.
+            self._oldest = perf_counter_ns()

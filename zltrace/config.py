@@ -1,0 +1,252 @@
+"""Configuration: the frozen :class:`Config` and its environment variables.
+
+Two doors, two policies (the host application must never crash because of tracing):
+
+- ``Config(...)`` in code validates on construction and raises :class:`ConfigError` naming the
+  field, showing the bad value and saying what was expected.
+- ``Config.from_env()`` never raises for a bad value: it warns (:class:`ZltraceWarning`) naming
+  the variable, its value and the default used instead, and goes on.
+
+Each setting has a ``ZLTRACE_*`` variable; the spec's ``CLAUDE_TRACE_ZERO_LATENCY*`` names are
+accepted as aliases, and the ``ZLTRACE_`` name wins when both are set.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+import attrs
+
+from .exceptions import ConfigError, ZltraceWarning
+
+__all__ = ["DEFAULT_REDACT_HEADERS", "Config", "Setting", "resolve_env"]
+
+#: Header-name patterns (fnmatch style, case-insensitive) whose values never reach disk.
+DEFAULT_REDACT_HEADERS: tuple[str, ...] = (
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "cookie",
+    "set-cookie",
+    "*token*",
+    "*secret*",
+    "*api-key*",
+)
+
+_MIB = 1024 * 1024
+
+
+def _check_bool(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"Config.{attribute.name} must be a bool (True or False), got {value!r}")
+
+
+def _check_int(lo: int, hi: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(
+                f"Config.{attribute.name} must be an integer from {lo} to {hi}, got {value!r}"
+            )
+
+    return check
+
+
+def _check_dir(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ConfigError(f"Config.{attribute.name} must be a non-empty path, got {value!r}")
+
+
+def _to_dir(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _to_patterns(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return value
+
+
+def _check_patterns(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(p, str) and p for p in value):
+        raise ConfigError(
+            f"Config.{attribute.name} must be a sequence of non-empty header-name patterns, "
+            f"got {value!r}"
+        )
+
+
+@attrs.frozen
+class Config:
+    """Everything a :class:`~zltrace.Tracer` needs to know; immutable, validated when built.
+
+    Change a copy with :meth:`evolve`: ``cfg.evolve(flush_ms=10)``.
+    """
+
+    #: Master switch; when False, ``wrap()`` returns its target untouched.
+    enabled: bool = attrs.field(default=True, validator=_check_bool)
+    #: Background thread (True) or synchronous standard mode on the caller thread (False).
+    zero_latency: bool = attrs.field(default=True, validator=_check_bool)
+    #: Accepted for the spec's sake; zltrace always runs exactly one worker thread per tracer,
+    #: because under the GIL a second one only competes with the application.
+    workers: int = attrs.field(default=1, validator=_check_int(1, 64))
+    #: Flush the record buffer when it holds this many records ...
+    buffer_size: int = attrs.field(default=100, validator=_check_int(1, 100_000))
+    #: ... or when its oldest record is this old (milliseconds), whichever comes first.
+    flush_ms: int = attrs.field(default=100, validator=_check_int(1, 3_600_000))
+    #: Accepted for the spec's sake: capture never parses; all parsing happens at read time.
+    deferred_parsing: bool = attrs.field(default=True, validator=_check_bool)
+    #: Byte budget for everything held on behalf of the trace (queued chunks, open exchanges,
+    #: unflushed records).
+    memory_pool_size: int = attrs.field(default=10 * _MIB, validator=_check_int(64 * 1024, 1 << 40))
+    #: Directory of the trace files (created 0700; files 0600).
+    dir: str = attrs.field(default=".zltrace", converter=_to_dir, validator=_check_dir)
+    #: Header-name patterns (fnmatch, case-insensitive) whose values are replaced by a fingerprint.
+    redact_headers: tuple[str, ...] = attrs.field(
+        default=DEFAULT_REDACT_HEADERS, converter=_to_patterns, validator=_check_patterns
+    )
+    #: Flush on SIGTERM/SIGINT (chained to the handlers already installed), main thread only.
+    handle_signals: bool = attrs.field(default=True, validator=_check_bool)
+
+    def evolve(self, **changes: Any) -> Config:
+        """Return a copy with ``changes`` applied (validated like the constructor)."""
+        return attrs.evolve(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Build a Config from environment variables; a bad value warns and keeps the default."""
+        settings = resolve_env(environ)
+        for s in settings:
+            if s.problem is not None:
+                warnings.warn(s.problem, ZltraceWarning, stacklevel=2)
+        return cls(**{s.field: s.value for s in settings})
+
+
+@attrs.frozen
+class Setting:
+    """One resolved setting: its value, where it came from, and what was wrong with the input."""
+
+    field: str
+    value: Any
+    source: str  # "default" or the environment variable's name
+    problem: str | None = None
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("expected true/false, 1/0, yes/no or on/off")
+
+
+def _parse_int(text: str) -> int:
+    return int(text.strip().replace("_", ""))
+
+
+def _parse_dir(text: str) -> str:
+    return text
+
+
+def _parse_patterns(text: str) -> tuple[str, ...]:
+    """``a,b,-cookie``: names are added to the defaults; a leading ``-`` removes a default."""
+    result = list(DEFAULT_REDACT_HEADERS)
+    for raw in text.split(","):
+        item = raw.strip().lower()
+        if not item:
+            continue
+        if item.startswith("-"):
+            name = item[1:].strip()
+            if name not in result:
+                raise ValueError(f"{name!r} is not in the defaults, so it cannot be removed")
+            result.remove(name)
+        elif item not in result:
+            result.append(item)
+    return tuple(result)
+
+
+_ALIAS = "CLAUDE_TRACE_ZERO_LATENCY"
+
+# field -> (ZLTRACE_ name, spec alias or None, parser, expectation shown in warnings)
+_ENV: dict[str, tuple[str, str | None, Callable[[str], Any], str]] = {
+    "enabled": ("ZLTRACE_ENABLED", None, _parse_bool, "a boolean"),
+    "zero_latency": ("ZLTRACE_ZERO_LATENCY", _ALIAS, _parse_bool, "a boolean"),
+    "workers": ("ZLTRACE_WORKERS", _ALIAS + "_WORKERS", _parse_int, "an integer from 1 to 64"),
+    "buffer_size": (
+        "ZLTRACE_BUFFER_SIZE",
+        _ALIAS + "_BUFFER_SIZE",
+        _parse_int,
+        "an integer from 1 to 100000",
+    ),
+    "flush_ms": (
+        "ZLTRACE_FLUSH_MS",
+        _ALIAS + "_FLUSH_MS",
+        _parse_int,
+        "milliseconds, an integer from 1 to 3600000",
+    ),
+    "deferred_parsing": (
+        "ZLTRACE_DEFERRED_PARSING",
+        _ALIAS + "_DEFERRED_PARSING",
+        _parse_bool,
+        "a boolean",
+    ),
+    "memory_pool_size": (
+        "ZLTRACE_MEMORY_POOL_SIZE",
+        _ALIAS + "_MEMORY_POOL_SIZE",
+        _parse_int,
+        "bytes, an integer of at least 65536",
+    ),
+    "dir": ("ZLTRACE_DIR", None, _parse_dir, "a non-empty path"),
+    "redact_headers": (
+        "ZLTRACE_REDACT_HEADERS",
+        None,
+        _parse_patterns,
+        "comma-separated header names or patterns; -name removes a default",
+    ),
+    "handle_signals": ("ZLTRACE_HANDLE_SIGNALS", None, _parse_bool, "a boolean"),
+}
+
+ENV_NAMES: dict[str, Sequence[str]] = {
+    f: tuple(n for n in (spec[0], spec[1]) if n) for f, spec in _ENV.items()
+}
+
+
+def resolve_env(environ: Mapping[str, str] | None = None) -> list[Setting]:
+    """Resolve every setting from ``environ`` (default ``os.environ``), never raising."""
+    env = os.environ if environ is None else environ
+    defaults = Config()
+    out: list[Setting] = []
+    for field, (name, alias, parse, expected) in _ENV.items():
+        default = getattr(defaults, field)
+        source = name if name in env else alias if alias and alias in env else None
+        if source is None:
+            out.append(Setting(field, default, "default"))
+            continue
+        text = env[source]
+        try:
+            value = parse(text)
+            Config(**{field: value})  # the same validation as in code
+        except (ValueError, ConfigError) as exc:
+            detail = str(exc) if not isinstance(exc, ConfigError) else ""
+            problem = (
+                f"{source}={text!r} is not valid (expected {expected}"
+                f"{'; ' + detail if detail else ''}); using the default {_show(default)}"
+            )
+            out.append(Setting(field, default, "default", problem))
+            continue
+        out.append(Setting(field, value, source))
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)

@@ -1,0 +1,264 @@
+"""The read side: trace files back to :class:`Exchange` objects.
+
+Streams: one line at a time, side-file bodies read with ``pread`` when their line is, so
+memory stays flat in the size of the trace. A line that cannot be used (torn by a crash,
+not JSON, a future format version) is skipped with a :class:`ZltraceWarning` naming the file
+and line; the rest is read.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import warnings
+from array import array
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any, Union
+
+import attrs
+
+from ._decode import decode_content
+from .exceptions import ZltraceWarning
+
+__all__ = ["ErrorInfo", "Exchange", "Request", "Response", "Timing", "read"]
+
+FORMAT_VERSION = 1
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@attrs.frozen
+class Request:
+    """The request as it went on the wire (credential headers redacted)."""
+
+    method: str
+    url: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+
+    def header(self, name: str) -> str | None:
+        """First value of header ``name`` (case-insensitive), or None."""
+        return _header(self.headers, name)
+
+
+@attrs.frozen(slots=False)
+class Response:
+    """The response: status line, headers in wire order, and the body as received."""
+
+    status: int
+    reason: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    #: Exactly the bytes received, after chunked de-framing, before content decoding.
+    raw_body: bytes
+    #: How the body was delimited: "length", "chunked", "close" or "none".
+    framing: str
+    #: Arrival of body bytes: (end offset in raw_body, ns since the exchange started).
+    reads: list[tuple[int, int]]
+
+    def header(self, name: str) -> str | None:
+        """First value of header ``name`` (case-insensitive), or None."""
+        return _header(self.headers, name)
+
+    @cached_property
+    def _decoded(self) -> tuple[bytes, str | None]:
+        return decode_content(self.raw_body, self.header("content-encoding"))
+
+    @property
+    def body(self) -> bytes:
+        """The body with its Content-Encoding undone (gzip, deflate; br/zstd if installed)."""
+        return self._decoded[0]
+
+    @property
+    def decode_note(self) -> str | None:
+        """Why :attr:`body` is left as received, when it is."""
+        return self._decoded[1]
+
+
+@attrs.frozen
+class Timing:
+    """Nanoseconds from the start of the exchange (None when it did not happen)."""
+
+    request_sent: int | None
+    headers_received: int | None
+    first_byte: int | None
+    end: int
+
+
+@attrs.frozen
+class ErrorInfo:
+    """An exception seen during the exchange: its qualified type name and message."""
+
+    type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+@attrs.frozen
+class Exchange:
+    """One HTTP exchange (one attempt: retries and redirects are exchanges of their own)."""
+
+    id: str
+    #: Shared by every attempt of one logical request (the first attempt's id).
+    logical_id: str
+    started_at: datetime
+    request: Request
+    response: Response | None
+    #: "complete", "error", "abandoned" (the app stopped reading or closed early) or
+    #: "incomplete" (still in flight when the tracer closed).
+    outcome: str
+    error: ErrorInfo | None
+    timing: Timing
+    #: (trace file, line number) the exchange was read from.
+    source: tuple[str, int]
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    low = name.lower()
+    for n, v in headers:
+        if n.lower() == low:
+            return v
+    return None
+
+
+def trace_files(path: PathLike) -> list[str]:
+    """The trace files at ``path``: the file itself, or a directory's ``*.jsonl`` by name."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        return sorted(os.path.join(p, n) for n in os.listdir(p) if n.endswith(".jsonl"))
+    return [p]
+
+
+def read(path: PathLike) -> Iterator[Exchange]:
+    """Iterate over the exchanges in a trace file, or in every trace file of a directory."""
+    for file in trace_files(path):
+        yield from _read_file(file)
+
+
+class _SideFiles:
+    def __init__(self, directory: str) -> None:
+        self._dir = directory
+        self._fds: dict[str, int] = {}
+
+    def get(self, name: str, offset: int, size: int) -> bytes:
+        if os.sep in name or (os.altsep and os.altsep in name) or name.startswith("."):
+            raise OSError(f"side file name {name!r} is not a plain file name")
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = self._fds[name] = os.open(os.path.join(self._dir, name), os.O_RDONLY)
+        chunks = []
+        while size:
+            chunk = os.pread(fd, size, offset)
+            if not chunk:
+                raise OSError(f"side file {name!r} ends before offset {offset} + {size}")
+            chunks.append(chunk)
+            offset += len(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _warn(file: str, lineno: int, what: str) -> None:
+    warnings.warn(f"{file}:{lineno}: {what}; line skipped", ZltraceWarning, stacklevel=4)
+
+
+def _read_file(file: str) -> Iterator[Exchange]:
+    import json
+
+    side = _SideFiles(os.path.dirname(os.path.abspath(file)))
+    try:
+        with open(file, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    _warn(file, lineno, "torn last line (the writer was interrupted)")
+                    break
+                try:
+                    rec = json.loads(line)
+                except ValueError as exc:
+                    _warn(file, lineno, f"not JSON ({exc})")
+                    continue
+                if not isinstance(rec, dict) or rec.get("v") != FORMAT_VERSION:
+                    version = rec.get("v") if isinstance(rec, dict) else None
+                    _warn(file, lineno, f"unknown format version {version!r}")
+                    continue
+                try:
+                    yield _exchange(rec, side, (file, lineno))
+                except (KeyError, TypeError, ValueError, OSError) as exc:
+                    _warn(file, lineno, f"unusable record ({type(exc).__name__}: {exc})")
+    finally:
+        side.close()
+
+
+def _body(spec: dict[str, Any] | None, side: _SideFiles) -> bytes | None:
+    if spec is None:
+        return None
+    if "text" in spec:
+        data = spec["text"].encode("utf-8")
+    elif "base64" in spec:
+        data = base64.b64decode(spec["base64"])
+    else:
+        data = side.get(spec["file"], spec["offset"], spec["size"])
+    if len(data) != spec["size"]:
+        raise ValueError(f"body is {len(data)} bytes, the record says {spec['size']}")
+    return data
+
+
+def _reads(spec: Any, side: _SideFiles) -> list[tuple[int, int]]:
+    if isinstance(spec, dict):
+        arr = array("q")
+        arr.frombytes(side.get(spec["file"], spec["offset"], spec["count"] * 16))
+        if sys.byteorder != "little":  # pragma: no cover
+            arr.byteswap()
+        flat: list[int] = arr.tolist()
+    else:
+        flat = spec
+    return list(zip(flat[0::2], flat[1::2]))
+
+
+def _exchange(rec: dict[str, Any], side: _SideFiles, source: tuple[str, int]) -> Exchange:
+    rq = rec["request"]
+    request = Request(
+        method=rq["method"],
+        url=rq["url"],
+        http_version=rq["http_version"],
+        headers=[(n, v) for n, v in rq["headers"]],
+        body=_body(rq["body"], side),
+    )
+    rs = rec["response"]
+    response = None
+    if rs is not None:
+        response = Response(
+            status=rs["status"],
+            reason=rs["reason"],
+            http_version=rs["http_version"],
+            headers=[(n, v) for n, v in rs["headers"]],
+            raw_body=_body(rs["body"], side) or b"",
+            framing=rs["framing"],
+            reads=_reads(rs["reads"], side),
+        )
+    err = rec["error"]
+    t = rec["timing"]
+    started = datetime.strptime(rec["started_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=timezone.utc
+    )
+    return Exchange(
+        id=rec["id"],
+        logical_id=rec["logical_id"],
+        started_at=started,
+        request=request,
+        response=response,
+        outcome=rec["outcome"],
+        error=None if err is None else ErrorInfo(err["type"], err["message"]),
+        timing=Timing(t["request_sent"], t["headers_received"], t["first_byte"], t["end"]),
+        source=source,
+    )
