@@ -103,8 +103,13 @@ class Finished:
 
     __slots__ = ("meta", "reads", "request_body", "response_body")
 
-    def __init__(self, meta: dict[str, Any], request_body: list[Buffer] | None,
-                 response_body: list[Buffer] | None, reads: list[int] | None) -> None:
+    def __init__(
+        self,
+        meta: dict[str, Any],
+        request_body: list[Buffer] | None,
+        response_body: list[Buffer] | None,
+        reads: list[int] | None,
+    ) -> None:
         self.meta = meta
         self.request_body = request_body
         self.response_body = response_body
@@ -118,12 +123,29 @@ class Finished:
 
 class _Open:
     __slots__ = (
-        "dechunk", "error", "ex", "framing", "head", "held", "host", "last_t",
-        "length", "logical", "nbody", "pieces", "port", "reads", "scheme", "sent", "sent_t", "t0",
+        "dechunk",
+        "error",
+        "ex",
+        "framing",
+        "head",
+        "held",
+        "host",
+        "last_t",
+        "length",
+        "logical",
+        "nbody",
+        "pieces",
+        "port",
+        "reads",
+        "scheme",
+        "sent",
+        "sent_t",
+        "t0",
     )
 
-    def __init__(self, ex: int, logical: int, t0: int, scheme: str, host: str, port: int | None
-                 ) -> None:
+    def __init__(
+        self, ex: int, logical: int, t0: int, scheme: str, host: str, port: int | None
+    ) -> None:
         self.ex = ex
         self.logical = logical
         self.t0 = t0
@@ -146,7 +168,9 @@ class _Open:
 
 def _error_info(exc: BaseException) -> dict[str, str]:
     cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    name = cls.__qualname__
+    if cls.__module__ != "builtins":
+        name = f"{cls.__module__}.{name}"
     try:
         message = str(exc)
     except Exception:  # a broken __str__ must not break the worker

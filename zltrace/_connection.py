@@ -92,7 +92,8 @@ class TracedConnectionMixin:
         try:
             # bytes are immutable: a reference is enough. A bytearray or memoryview may be
             # reused by the caller after send() returns, so that one is copied.
-            put((SEND, self._zl_ex, data if type(data) is bytes else bytes(data), perf_counter_ns()))
+            ref = data if type(data) is bytes else bytes(data)
+            put((SEND, self._zl_ex, ref, perf_counter_ns()))
         except Exception as e:
             capture_failed("connection.send", e)
         super().send(data)  # type: ignore[misc]

@@ -35,7 +35,10 @@ def _optional(module: str, func: str) -> Optional[Callable[[bytes], bytes]]:
 
 def _decoders() -> dict[str, Callable[[bytes], bytes]]:
     found: dict[str, Callable[[bytes], bytes]] = {
-        "gzip": _gzip, "x-gzip": _gzip, "deflate": _deflate, "identity": lambda b: b,
+        "gzip": _gzip,
+        "x-gzip": _gzip,
+        "deflate": _deflate,
+        "identity": lambda b: b,
     }
     br = _optional("brotli", "decompress") or _optional("brotlicffi", "decompress")
     if br is not None:

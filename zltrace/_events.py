@@ -37,9 +37,12 @@ def capture_failed(where: str, exc: BaseException) -> None:
             count = _failures.get(where, 0) + 1
             _failures[where] = count
         if count == 1:
-            log.error("zltrace capture failed in %s (further failures counted, not logged)",
-                      where, exc_info=exc)
-    except Exception:  # noqa: S110 - the capture path must never raise into the caller
+            log.error(
+                "zltrace capture failed in %s (further failures counted, not logged)",
+                where,
+                exc_info=exc,
+            )
+    except Exception:  # the capture path must never raise into the caller
         pass
 
 

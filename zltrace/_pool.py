@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from urllib3 import PoolManager
@@ -26,8 +27,6 @@ from .exceptions import UnsupportedTargetError
 
 if TYPE_CHECKING:
     from ._tracer import Tracer
-
-from time import perf_counter_ns
 
 
 class TracedPoolMixin:
@@ -90,8 +89,9 @@ _manager_classes: dict[type[Any], type[Any]] = {}
 _adapter_classes: dict[type[Any], type[Any]] = {}
 
 
-def _subclass(cache: dict[type[Any], type[Any]], mixin: type[Any], base: type[Any],
-              extra: dict[str, Any]) -> type[Any]:
+def _subclass(
+    cache: dict[type[Any], type[Any]], mixin: type[Any], base: type[Any], extra: dict[str, Any]
+) -> type[Any]:
     if issubclass(base, mixin):
         return base
     with _lock:
@@ -106,13 +106,19 @@ def _subclass(cache: dict[type[Any], type[Any]], mixin: type[Any], base: type[An
 def traced_pool_class(base: type[Any]) -> type[Any]:
     """The traced subclass of pool class ``base`` (cached)."""
     return _subclass(
-        _pool_classes, TracedPoolMixin, base,
+        _pool_classes,
+        TracedPoolMixin,
+        base,
         {"ConnectionCls": traced_connection_class(base.ConnectionCls)},
     )
 
 
 # Pool __init__ parameters that are stored under another attribute name.
-_POOL_ATTRS = {"_proxy": "proxy", "_proxy_headers": "proxy_headers", "_proxy_config": "proxy_config"}
+_POOL_ATTRS = {
+    "_proxy": "proxy",
+    "_proxy_headers": "proxy_headers",
+    "_proxy_config": "proxy_config",
+}
 
 
 def _wrap_pool(pool: Any, tracer: Tracer) -> Any:

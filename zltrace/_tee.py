@@ -145,7 +145,7 @@ class Tee:
         # An unread response that is garbage-collected without close() is still recorded.
         try:
             self._report_close()
-        except Exception:  # noqa: S110 - never raise from a finalizer
+        except Exception:  # never raise from a finalizer
             pass
 
 

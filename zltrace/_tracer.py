@@ -12,7 +12,7 @@ import warnings
 from datetime import datetime, timezone
 from itertools import count
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable
 
 from . import _state
 from ._assembler import Assembler, Finished
@@ -61,12 +61,23 @@ class Tracer:
             self._run, time.time_ns(), time.perf_counter_ns(), Redactor(cfg.redact_headers)
         )
         self._sync_lock = threading.Lock()
+        self._put: Callable[[tuple[Any, ...]], None]
         self._worker: Worker | None = None
         self.mode = "standard"
+        if not cfg.enabled:
+            self.mode = "disabled"
+            self._put = self._after_close
+            return
         if cfg.zero_latency:
             q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            worker = Worker(q, self._assembler, self._writer, cfg.buffer_size, cfg.flush_ms,
-                            name=f"zltrace-worker-{stem}")
+            worker = Worker(
+                q,
+                self._assembler,
+                self._writer,
+                cfg.buffer_size,
+                cfg.flush_ms,
+                name=f"zltrace-worker-{stem}",
+            )
             try:
                 worker.start()
             except RuntimeError as exc:  # can't start new thread
@@ -167,8 +178,9 @@ class Tracer:
     def __enter__(self) -> Tracer:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -49,8 +49,15 @@ FLUSH, STOP = 100, 101
 class Worker:
     """Drains the tracer's queue into the assembler and the writer, on its own thread."""
 
-    def __init__(self, q: queue.SimpleQueue[Any], assembler: Assembler, writer: TraceWriter,
-                 buffer_size: int, flush_ms: int, name: str) -> None:
+    def __init__(
+        self,
+        q: queue.SimpleQueue[Any],
+        assembler: Assembler,
+        writer: TraceWriter,
+        buffer_size: int,
+        flush_ms: int,
+        name: str,
+    ) -> None:
         self._q = q
         self._asm = assembler
         self._writer = writer

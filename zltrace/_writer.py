@@ -187,8 +187,9 @@ class TraceWriter:
         self.write_errors += 1
         self.last_error = f"{what}: {exc}"
         if self.write_errors == 1:
-            log.error("zltrace: %s failed for %s: %s (records are kept and retried)",
-                      what, self.path, exc)
+            log.error(
+                "zltrace: %s failed for %s: %s (records are kept and retried)", what, self.path, exc
+            )
 
     def close(self) -> None:
         """Flush, fsync and close both files."""

@@ -202,6 +202,7 @@ def _read_file(file: str) -> Iterator[Exchange]:
 def _body(spec: dict[str, Any] | None, side: _SideFiles) -> bytes | None:
     if spec is None:
         return None
+    data: bytes
     if "text" in spec:
         data = spec["text"].encode("utf-8")
     elif "base64" in spec:
