@@ -1,0 +1,184 @@
+"""Lifecycle in real processes: exit, SIGTERM, SIGINT (chained), fork; flush and close."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import urllib3
+from _server import ScriptedServer, response
+from conftest import records
+
+import zltrace
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+
+# A child process: a loopback server and a traced pool, configured from argv.
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    sys.path[:0] = [{root!r}, {tests!r}]
+    import urllib3, zltrace
+    from _server import ScriptedServer, response
+    mode, trace_dir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode == "app-handler":
+        def handler(signum, frame):
+            print("app handler called", flush=True)
+            sys.exit(3)
+        signal.signal(signal.SIGINT, handler)
+    srv = ScriptedServer([response(200, b"x" * 100)]).__enter__()
+    tracer = zltrace.Tracer(zltrace.Config(dir=trace_dir, flush_ms=60000, buffer_size=100000))
+    pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+    for i in range(n if mode == "exit" else 10**9):
+        assert pool.urlopen("GET", "/r%d" % i).data == b"x" * 100
+        if mode != "exit" and i + 1 == n:
+            print("ready", flush=True)
+        if mode != "exit" and i + 1 >= n:
+            time.sleep(0.001)
+    print("done", i + 1, flush=True)
+    """
+)
+
+
+def _child(tmp_path: Path, mode: str, n: int) -> subprocess.Popen[str]:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(ROOT), tests=str(TESTS)))
+    return subprocess.Popen(
+        [sys.executable, str(script), mode, str(tmp_path / "t"), str(n)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", (line, proc.stderr.read() if proc.stderr else "")
+
+
+def _outcomes(trace_dir: Path) -> list[str]:
+    return [ex.outcome for ex in zltrace.read(trace_dir)]
+
+
+def test_normal_exit_writes_everything_through_atexit(tmp_path: Path) -> None:
+    """A process that exits without close() still has every exchange on disk (atexit)."""
+    proc = _child(tmp_path, "exit", 200)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert _outcomes(tmp_path / "t") == ["complete"] * 200
+
+
+def test_sigterm_flushes_then_dies_of_sigterm(tmp_path: Path) -> None:
+    """SIGTERM with the default disposition: records flushed, process still ends by SIGTERM."""
+    proc = _child(tmp_path, "loop", 50)
+    _wait_ready(proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    outcomes = _outcomes(tmp_path / "t")
+    assert outcomes.count("complete") >= 50
+    # At most the one request in flight when the signal came is not complete.
+    assert len(outcomes) - outcomes.count("complete") <= 1
+
+
+def test_sigint_default_raises_keyboardinterrupt_and_flushes(tmp_path: Path) -> None:
+    """SIGINT with Python's default handler: KeyboardInterrupt as before, records flushed."""
+    proc = _child(tmp_path, "loop", 50)
+    _wait_ready(proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert "KeyboardInterrupt" in err
+    outcomes = _outcomes(tmp_path / "t")
+    assert outcomes.count("complete") >= 50
+    assert len(outcomes) - outcomes.count("complete") <= 1
+
+
+def test_sigint_chains_to_the_apps_own_handler(tmp_path: Path) -> None:
+    """An app's SIGINT handler installed before zltrace still runs, after the flush."""
+    proc = _child(tmp_path, "app-handler", 50)
+    _wait_ready(proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert "app handler called" in out, err
+    assert proc.returncode == 3
+    assert _outcomes(tmp_path / "t").count("complete") >= 50
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_gets_its_own_file_and_worker(tracer: zltrace.Tracer) -> None:
+    """After fork the child writes its own file; nothing is written twice or interleaved."""
+    with ScriptedServer([response(200, b"ok")]) as srv:
+        pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+        assert pool.urlopen("GET", "/parent-before").data == b"ok"
+        parent_path = tracer.path
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            code = 1
+            try:
+                child_pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+                for i in range(5):
+                    child_pool.urlopen("GET", f"/child{i}").data  # noqa: B018
+                ok = tracer.close(timeout=10) and tracer.path != parent_path
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert pool.urlopen("GET", "/parent-after").data == b"ok"
+    parent = records(tracer)
+    assert [ex.request.url.rsplit("/", 1)[1] for ex in parent] == ["parent-before", "parent-after"]
+    files = sorted(p for p in Path(parent_path).parent.glob("*.jsonl") if str(p) != parent_path)
+    assert len(files) == 1
+    child = list(zltrace.read(files[0]))
+    assert [ex.request.url.rsplit("/", 1)[1] for ex in child] == [f"child{i}" for i in range(5)]
+
+
+def test_close_is_idempotent_and_flush_after_close_is_harmless(tracer: zltrace.Tracer) -> None:
+    """close() twice is fine; flush() after close() returns without error."""
+    assert tracer.close(timeout=5)
+    assert tracer.close(timeout=5)
+    tracer.flush(timeout=1)
+    assert tracer.stats()["closed"] is True
+
+
+def test_flush_writes_finished_exchanges_without_closing(tracer: zltrace.Tracer) -> None:
+    """flush() puts every finished exchange on disk and the tracer keeps working."""
+    with ScriptedServer([response(200, b"a")]) as srv:
+        pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+        for _ in range(3):
+            pool.urlopen("GET", "/").data  # noqa: B018
+        assert tracer.flush(timeout=10)
+        assert len(list(zltrace.read(tracer.path))) == 3
+        pool.urlopen("GET", "/").data  # noqa: B018
+        pool.close()
+    assert len(records(tracer)) == 4
+
+
+def test_standard_mode_records_synchronously(std_tracer: zltrace.Tracer) -> None:
+    """Standard mode: the record is on disk when the exchange ends, no worker thread."""
+    assert std_tracer.stats()["mode"] == "standard"
+    with ScriptedServer([response(200, b"sync")]) as srv:
+        pool = std_tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+        assert pool.urlopen("GET", "/s").data == b"sync"
+        (ex,) = zltrace.read(std_tracer.path)  # no flush needed
+        assert ex.response is not None and ex.response.raw_body == b"sync"
+        pool.close()
+
+
+def test_worker_thread_is_a_daemon_and_named(tracer: zltrace.Tracer) -> None:
+    """The worker is a daemon thread, so it never keeps the host process alive."""
+    import threading
+
+    workers = [t for t in threading.enumerate() if t.name.startswith("zltrace-worker")]
+    assert workers and all(t.daemon for t in workers)
+    tracer.close(timeout=5)
+    deadline = time.monotonic() + 5
+    while any(t.is_alive() for t in workers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.is_alive() for t in workers)
