@@ -46,7 +46,8 @@ class Tracer:
         self.config = config
         self._dir = os.path.abspath(config.dir)
         self._closed = False
-        self._lifecycle = threading.Lock()
+        # Re-entrant: a signal handler may close the tracer while the main thread is in close().
+        self._lifecycle = threading.RLock()
         self._after_close_events = 0
         self._setup()
         _state.register(self)
@@ -135,13 +136,20 @@ class Tracer:
             if worker.alive:
                 return worker.stop(timeout)
             return False
-        with self._sync_lock:
+        # A timed acquire: a signal handler may run while this thread holds the lock in
+        # _sync_put. Standard mode writes at the end of each exchange, so nothing finished
+        # is pending then; only the in-flight exchanges would go unwritten.
+        if not self._sync_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
             out: list[Finished] = []
             self._assembler.finish_all(time.perf_counter_ns(), out)
             for f in out:
                 self._writer.add(f)
             self._writer.close()
-            return self._writer.pending == 0
+            return self._writer.records_lost == 0
+        finally:
+            self._sync_lock.release()
 
     @property
     def closed(self) -> bool:
@@ -162,7 +170,7 @@ class Tracer:
             "exchanges_finished": w.exchanges if w else writer.records_written,
             "records_written": writer.records_written,
             "records_pending": writer.pending,
-            "records_lost": 0,
+            "records_lost": writer.records_lost,
             "bytes_written": writer.bytes_written,
             "bytes_held": self._assembler.bytes_held,
             "batches_written": writer.batches,
@@ -211,5 +219,5 @@ class Tracer:
         """The child gets its own file and worker; the parent's queue is left behind."""
         if self._closed:
             return
-        self._lifecycle = threading.Lock()
+        self._lifecycle = threading.RLock()
         self._setup()

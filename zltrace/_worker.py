@@ -89,7 +89,7 @@ class Worker:
         ok = done.wait(timeout)
         if ok:
             self.thread.join(timeout)
-        return ok
+        return ok and self._writer.records_lost == 0
 
     # -- the thread --------------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ class TraceWriter:
         self.bytes_written = 0
         self.batches = 0
         self.write_errors = 0
+        self.records_lost = 0
         self.last_error: str | None = None
 
     @property
@@ -193,8 +194,13 @@ class TraceWriter:
             )
 
     def close(self) -> None:
-        """Flush, fsync and close both files."""
-        self.flush()
+        """Flush, fsync and close both files; lines that still cannot be written are lost
+        (counted in ``records_lost`` and logged)."""
+        if not self.flush():
+            self.records_lost += len(self._lines)
+            log.error("zltrace: %d records could not be written to %s and are lost: %s",
+                      len(self._lines), self.path, self.last_error)
+            self._lines.clear()
         for fd in (self._fd, self._side_fd):
             if fd is not None:
                 try:
