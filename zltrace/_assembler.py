@@ -235,10 +235,13 @@ class Assembler:
                     self._end(ex, "error", ev[3], out)
 
     def _head(self, ex: _Open, ev: tuple[Any, ...], out: list[Finished]) -> None:
-        _, _, t, _status, _reason, _version, _msg, chunked, length, _method = ev
+        _, _, t, status, _reason, _version, _msg, chunked, length, method = ev
         ex.head = ev
         ex.last_t = t
-        if chunked:
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            # No body whatever the headers say (http.client keeps ``chunked`` set for these).
+            self._end(ex, "complete", t, out)
+        elif chunked:
             ex.framing = "chunked"
             ex.dechunk = Dechunker()
         elif length is None:

@@ -138,6 +138,9 @@ def _wrap_pool(pool: Any, tracer: Tracer) -> Any:
         elif hasattr(pool, _POOL_ATTRS.get(name, name)):
             kwargs[name] = getattr(pool, _POOL_ATTRS.get(name, name))
     conn_kw = dict(getattr(pool, "conn_kw", {}))
+    if "_proxy_config" not in kwargs and getattr(pool, "proxy_config", None) is not None:
+        # HTTPSConnectionPool passes it to its base through **conn_kw.
+        conn_kw["_proxy_config"] = pool.proxy_config
     new = cls(**kwargs, **conn_kw)
     own_conn_cls = pool.__dict__.get("ConnectionCls")
     if own_conn_cls is not None:
