@@ -16,7 +16,11 @@ def test_defaults_match_the_spec() -> None:
     """The defaults are the spec's: zero latency on, 1 worker, 100 records, 100 ms, 10 MB."""
     c = zltrace.Config()
     assert (c.enabled, c.zero_latency, c.workers, c.buffer_size, c.flush_ms) == (
-        True, True, 1, 100, 100,
+        True,
+        True,
+        1,
+        100,
+        100,
     )
     assert c.deferred_parsing is True
     assert c.memory_pool_size == 10 * 1024 * 1024
@@ -37,7 +41,7 @@ def test_defaults_match_the_spec() -> None:
         ("redact_headers", "authorization"),
     ],
 )
-def test_bad_value_in_code_raises_config_error_naming_field_and_value(field: str, value: object) -> None:
+def test_bad_value_in_code_raises_config_error(field: str, value: object) -> None:
     """Config(...) with a bad value raises ConfigError (a ValueError) naming field and value."""
     with pytest.raises(zltrace.ConfigError) as info:
         zltrace.Config(**{field: value})  # type: ignore[arg-type]
@@ -72,10 +76,17 @@ def test_env_values_are_parsed() -> None:
     }
     c = zltrace.Config.from_env(env)
     assert (c.enabled, c.zero_latency, c.workers, c.buffer_size, c.flush_ms) == (
-        False, False, 2, 50, 20,
+        False,
+        False,
+        2,
+        50,
+        20,
     )
     assert (c.deferred_parsing, c.memory_pool_size, c.dir, c.handle_signals) == (
-        False, 1048576, "/tmp/x", False,
+        False,
+        1048576,
+        "/tmp/x",
+        False,
     )
     assert "x-session" in c.redact_headers
     assert "cookie" not in c.redact_headers
@@ -85,12 +96,18 @@ def test_env_values_are_parsed() -> None:
 def test_spec_aliases_are_accepted_and_zltrace_names_win() -> None:
     """CLAUDE_TRACE_ZERO_LATENCY_* names work; the ZLTRACE_ name wins when both are set."""
     c = zltrace.Config.from_env(
-        {"CLAUDE_TRACE_ZERO_LATENCY_BUFFER_SIZE": "7", "CLAUDE_TRACE_ZERO_LATENCY": "false",
-         "CLAUDE_TRACE_ZERO_LATENCY_FLUSH_MS": "9", "ZLTRACE_FLUSH_MS": "11"}
+        {
+            "CLAUDE_TRACE_ZERO_LATENCY_BUFFER_SIZE": "7",
+            "CLAUDE_TRACE_ZERO_LATENCY": "false",
+            "CLAUDE_TRACE_ZERO_LATENCY_FLUSH_MS": "9",
+            "ZLTRACE_FLUSH_MS": "11",
+        }
     )
     assert (c.buffer_size, c.zero_latency, c.flush_ms) == (7, False, 11)
-    sources = {s.field: s.source for s in resolve_env(
-        {"CLAUDE_TRACE_ZERO_LATENCY_FLUSH_MS": "9", "ZLTRACE_FLUSH_MS": "11"})}
+    sources = {
+        s.field: s.source
+        for s in resolve_env({"CLAUDE_TRACE_ZERO_LATENCY_FLUSH_MS": "9", "ZLTRACE_FLUSH_MS": "11"})
+    }
     assert sources["flush_ms"] == "ZLTRACE_FLUSH_MS"
 
 
@@ -104,7 +121,7 @@ def test_spec_aliases_are_accepted_and_zltrace_names_win() -> None:
         ("ZLTRACE_REDACT_HEADERS", "-x-not-a-default", "authorization"),
     ],
 )
-def test_bad_env_value_warns_with_name_value_and_default(name: str, value: str, default: str) -> None:
+def test_bad_env_value_warns_naming_it(name: str, value: str, default: str) -> None:
     """A bad environment value warns (never raises), naming variable, value and default."""
     with pytest.warns(zltrace.ZltraceWarning) as rec:
         c = zltrace.Config.from_env({name: value})
@@ -125,22 +142,33 @@ def test_good_env_gives_no_warning() -> None:
 def test_cli_config_shows_sources_and_check_fails_on_bad_values() -> None:
     """`python -m zltrace config` lists values and sources; --check exits 2 on a bad value."""
     env = {"ZLTRACE_FLUSH_MS": "25", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "zltrace", "config", "--check"],
-                         env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "zltrace", "config", "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert "flush_ms" in out.stdout
     assert "ZLTRACE_FLUSH_MS" in out.stdout
     env["ZLTRACE_BUFFER_SIZE"] = "-3"
-    out = subprocess.run([sys.executable, "-m", "zltrace", "config", "--check"],
-                         env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "zltrace", "config", "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 2
     assert "ZLTRACE_BUFFER_SIZE='-3'" in out.stderr
 
 
 def test_cli_help_lists_subcommands() -> None:
     """`python -m zltrace --help` lists the subcommands."""
-    out = subprocess.run([sys.executable, "-m", "zltrace", "--help"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "zltrace", "--help"], capture_output=True, text=True, check=True
+    )
     assert "bench" in out.stdout
     assert "config" in out.stdout
 

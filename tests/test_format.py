@@ -97,8 +97,13 @@ def test_reader_skips_torn_and_bad_lines_with_warnings(tracer: zltrace.Tracer) -
     lines = Path(tracer.path).read_bytes().splitlines(keepends=True)
     future = json.loads(lines[0])
     future["v"] = 99
-    mangled = [lines[0], b"not json\n", json.dumps(future).encode() + b"\n", *lines[1:],
-               lines[0][:30]]
+    mangled = [
+        lines[0],
+        b"not json\n",
+        json.dumps(future).encode() + b"\n",
+        *lines[1:],
+        lines[0][:30],
+    ]
     Path(tracer.path).write_bytes(b"".join(mangled))
     with pytest.warns(zltrace.ZltraceWarning) as rec:
         got = list(zltrace.read(tracer.path))
@@ -123,8 +128,9 @@ def test_reader_reads_a_directory_of_files(trace_dir: Path) -> None:
 def test_vendored_copy_traces_through_relative_imports(tmp_path: Path) -> None:
     """zltrace/ copied into another package's _vendor/ works (relative imports only)."""
     pkg = tmp_path / "host_app"
-    shutil.copytree(ROOT / "zltrace", pkg / "_vendor" / "zltrace",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "zltrace", pkg / "_vendor" / "zltrace", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (pkg / "__init__.py").write_text("")
     (pkg / "_vendor" / "__init__.py").write_text("")
     script = textwrap.dedent(
@@ -148,8 +154,14 @@ def test_vendored_copy_traces_through_relative_imports(tmp_path: Path) -> None:
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True,
-                         env=env, cwd=tmp_path, check=False)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert out.stdout.strip() == "ok", out.stderr
 
 

@@ -149,8 +149,11 @@ def test_connect_tunnel_is_not_recorded_as_an_exchange(
     ca.cert_pem.write_to_path(str(ca_file))
     proxy = ConnectProxy()
     manager = tracer.wrap(
-        urllib3.ProxyManager(f"http://127.0.0.1:{proxy.port}", ca_certs=str(ca_file),
-                             proxy_headers={"Proxy-Authorization": "Basic c2VjcmV0"})
+        urllib3.ProxyManager(
+            f"http://127.0.0.1:{proxy.port}",
+            ca_certs=str(ca_file),
+            proxy_headers={"Proxy-Authorization": "Basic c2VjcmV0"},
+        )
     )
     for _ in range(2):
         r = manager.request("GET", f"https://127.0.0.1:{tls_server.port}/tunnelled")
@@ -160,7 +163,8 @@ def test_connect_tunnel_is_not_recorded_as_an_exchange(
     assert proxy.connects and proxy.connects[0].startswith(b"CONNECT 127.0.0.1:")
     exchanges = records(tracer)
     assert [ex.request.method for ex in exchanges] == ["GET", "GET"]
-    assert all(ex.request.url == f"https://127.0.0.1:{tls_server.port}/tunnelled"
-               for ex in exchanges)
+    assert all(
+        ex.request.url == f"https://127.0.0.1:{tls_server.port}/tunnelled" for ex in exchanges
+    )
     assert all(ex.response is not None and ex.response.raw_body == BODY for ex in exchanges)
     assert b"c2VjcmV0" not in Path(tracer.path).read_bytes()

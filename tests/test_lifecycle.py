@@ -52,7 +52,9 @@ def _child(tmp_path: Path, mode: str, n: int) -> subprocess.Popen[str]:
     script.write_text(CHILD.format(root=str(ROOT), tests=str(TESTS)))
     return subprocess.Popen(
         [sys.executable, str(script), mode, str(tmp_path / "t"), str(n)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -69,7 +71,7 @@ def _outcomes(trace_dir: Path) -> list[str]:
 def test_normal_exit_writes_everything_through_atexit(tmp_path: Path) -> None:
     """A process that exits without close() still has every exchange on disk (atexit)."""
     proc = _child(tmp_path, "exit", 200)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert _outcomes(tmp_path / "t") == ["complete"] * 200
 

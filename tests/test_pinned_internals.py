@@ -138,8 +138,9 @@ class RecordingFp:
 class RecordingResponse(http.client.HTTPResponse):
     """Swaps ``fp`` for a :class:`RecordingFp` right after ``begin()``, as TracedResponse does."""
 
-    def __init__(self, log: list[tuple[str, bytes]], other: list[str], sock: Any,
-                 *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, log: list[tuple[str, bytes]], other: list[str], sock: Any, *args: Any, **kwargs: Any
+    ) -> None:
         super().__init__(sock, *args, **kwargs)
         self._rec = (log, other)
 
@@ -148,8 +149,9 @@ class RecordingResponse(http.client.HTTPResponse):
         self.fp = RecordingFp(self.fp, *self._rec)  # type: ignore[assignment]
 
 
-def recording_pool(srv: ScriptedServer) -> tuple[urllib3.HTTPConnectionPool,
-                                                 list[tuple[str, bytes]], list[str]]:
+def recording_pool(
+    srv: ScriptedServer,
+) -> tuple[urllib3.HTTPConnectionPool, list[tuple[str, bytes]], list[str]]:
     """A pool whose connections' responses read through a RecordingFp."""
     log: list[tuple[str, bytes]] = []
     other: list[str] = []
@@ -169,7 +171,8 @@ def recording_pool(srv: ScriptedServer) -> tuple[urllib3.HTTPConnectionPool,
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
 def test_http_client_getresponse_instantiates_instance_response_class(
-        srv: ScriptedServer, method: str) -> None:
+    srv: ScriptedServer, method: str
+) -> None:
     """http.client getresponse() calls self.response_class(self.sock, method=self._method)."""
     calls: list[tuple[tuple[Any, ...], dict[str, Any], Any]] = []
 
@@ -179,6 +182,7 @@ def test_http_client_getresponse_instantiates_instance_response_class(
             def factory(*args: Any, **kwargs: Any) -> http.client.HTTPResponse:
                 calls.append((args, kwargs, self.sock))
                 return http.client.HTTPResponse(*args, **kwargs)
+
             return factory
 
     path = route([send(head(200, ("Content-Length", "0")))])
@@ -197,8 +201,9 @@ def test_http_client_getresponse_instantiates_instance_response_class(
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_urllib3_connection_getresponse_uses_response_class(srv: ScriptedServer,
-                                                            method: str) -> None:
+def test_urllib3_connection_getresponse_uses_response_class(
+    srv: ScriptedServer, method: str
+) -> None:
     """urllib3's connection builds its http.client response via self.response_class, once."""
     made: list[tuple[str, Any]] = []
 
@@ -208,6 +213,7 @@ def test_urllib3_connection_getresponse_uses_response_class(srv: ScriptedServer,
             def factory(sock: Any, *args: Any, **kwargs: Any) -> http.client.HTTPResponse:
                 made.append((kwargs.get("method"), sock))
                 return http.client.HTTPResponse(sock, *args, **kwargs)
+
             return factory
 
     path = route(ok(b"") if method == "HEAD" else ok(b"hello"))
@@ -228,8 +234,13 @@ def test_urllib3_connection_getresponse_uses_response_class(srv: ScriptedServer,
 BEGIN_CASES: dict[str, tuple[str, bytes, bool, int | None, bytes]] = {
     # name: (method, head+body sent, chunked, length after begin, body)
     "length": ("GET", head(200, ("Content-Length", "5")) + b"hello", False, 5, b"hello"),
-    "chunked": ("GET", head(200, ("Transfer-Encoding", "chunked")) + chunk_frame(b"hello")
-                + chunk_frame(b""), True, None, b"hello"),
+    "chunked": (
+        "GET",
+        head(200, ("Transfer-Encoding", "chunked")) + chunk_frame(b"hello") + chunk_frame(b""),
+        True,
+        None,
+        b"hello",
+    ),
     "close": ("GET", head(200, ("Connection", "close")) + b"hello", False, None, b"hello"),
     "head": ("HEAD", head(200, ("Content-Length", "5")), False, 0, b""),
     "head-chunked": ("HEAD", head(200, ("Transfer-Encoding", "chunked")), True, 0, b""),
@@ -267,8 +278,11 @@ def test_begin_sets_fp_chunked_length_method(srv: ScriptedServer, case: str) -> 
 def test_fp_swapped_after_begin_serves_every_read(srv: ScriptedServer) -> None:
     """After begin(), http.client reads the body only through the fp attribute (swappable)."""
     body = b"line one\nline two\n" * 100
-    wire = head(200, ("Transfer-Encoding", "chunked")) + b"".join(
-        chunk_frame(body[i : i + 37]) for i in range(0, len(body), 37)) + chunk_frame(b"")
+    wire = (
+        head(200, ("Transfer-Encoding", "chunked"))
+        + b"".join(chunk_frame(body[i : i + 37]) for i in range(0, len(body), 37))
+        + chunk_frame(b"")
+    )
     path = route([send(wire)])
     log: list[tuple[str, bytes]] = []
     other: list[str] = []
@@ -289,8 +303,9 @@ def test_fp_swapped_after_begin_serves_every_read(srv: ScriptedServer) -> None:
 
 
 @pytest.mark.parametrize("split", [64, 256, 1000])
-def test_socket_file_read_and_readinto_return_short_only_at_eof(srv: ScriptedServer,
-                                                                split: int) -> None:
+def test_socket_file_read_and_readinto_return_short_only_at_eof(
+    srv: ScriptedServer, split: int
+) -> None:
     """The blocking socket file fills read(n)/readinto(b) fully unless the stream ended."""
     body = bytes(range(256)) * 8
     steps: list[Step] = [send(head(200, ("Connection", "close")))]
@@ -365,22 +380,27 @@ def _reader_params() -> Iterator[Any]:
                 continue
             marks = []
             if name == "read1" and not HAS_READ1:
-                marks.append(pytest.mark.skip(
-                    reason=f"urllib3 {urllib3.__version__} has no HTTPResponse.read1()"))
+                marks.append(
+                    pytest.mark.skip(
+                        reason=f"urllib3 {urllib3.__version__} has no HTTPResponse.read1()"
+                    )
+                )
             yield pytest.param(framing, name, marks=marks, id=f"{framing}-{name}")
 
 
 @pytest.mark.parametrize(("framing", "reader"), list(_reader_params()))
-def test_every_read_path_reads_through_the_four_fp_methods(srv: ScriptedServer, framing: str,
-                                                           reader: str) -> None:
+def test_every_read_path_reads_through_the_four_fp_methods(
+    srv: ScriptedServer, framing: str, reader: str
+) -> None:
     """Every read path pulls each body byte (with framing) via fp read/read1/readinto/readline."""
     body = b"".join(b"%04d pinned body line\n" % i for i in range(120))
     if framing == "length":
         wire_body = body
         steps = [send(head(200, ("Content-Length", str(len(body))))), pause(0.001), send(body)]
     elif framing == "chunked":
-        wire_body = b"".join(chunk_frame(body[i : i + 100])
-                             for i in range(0, len(body), 100)) + chunk_frame(b"")
+        wire_body = b"".join(
+            chunk_frame(body[i : i + 100]) for i in range(0, len(body), 100)
+        ) + chunk_frame(b"")
         steps = [send(head(200, ("Transfer-Encoding", "chunked")) + wire_body)]
     else:
         wire_body = body
@@ -421,10 +441,11 @@ def test_read_chunked_reads_size_lines_through_fp_readline(srv: ScriptedServer) 
 
 def test_read_chunked_sse_stream_is_captured(srv: ScriptedServer, tracer: zltrace.Tracer) -> None:
     """An SSE stream consumed through read_chunked() is captured whole by the tee."""
-    events = [b"event: delta\ndata: {\"i\": %d}\n\n" % i for i in range(8)]
+    events = [b'event: delta\ndata: {"i": %d}\n\n' % i for i in range(8)]
     path = route(sse_response(events))
-    pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False,
-                                                   timeout=30), tracer=tracer)
+    pool = zltrace.wrap(
+        urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, timeout=30), tracer=tracer
+    )
     try:
         r = pool.request("GET", path, preload_content=False)
         got = [bytes(c) for c in r.read_chunked()]
@@ -510,8 +531,12 @@ def test_make_request_signature() -> None:
 def test_make_request_called_once_per_status_retry(srv: ScriptedServer) -> None:
     """urlopen calls _make_request once per attempt: a 503 retried once gives two calls."""
     path = route([send(head(503, ("Content-Length", "4")) + b"busy")], ok(b"fine"))
-    pool = CountingPool(srv.host, srv.port, timeout=10,
-                        retries=Retry(total=3, status_forcelist=[503], backoff_factor=0))
+    pool = CountingPool(
+        srv.host,
+        srv.port,
+        timeout=10,
+        retries=Retry(total=3, status_forcelist=[503], backoff_factor=0),
+    )
     try:
         r = pool.request("GET", path)
         assert (r.status, r.data) == (200, b"fine")
@@ -656,13 +681,15 @@ def _distinct_values() -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("cls", [urllib3.HTTPConnectionPool, urllib3.HTTPSConnectionPool],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [urllib3.HTTPConnectionPool, urllib3.HTTPSConnectionPool], ids=lambda c: c.__name__
+)
 def test_pool_init_parameters_are_readable_back(cls: type[Any]) -> None:
     """Every pool __init__ parameter is stored as a same-named (or mapped) attribute."""
     values = _distinct_values()
     params = [
-        (name, p) for name, p in inspect.signature(cls.__init__).parameters.items()
+        (name, p)
+        for name, p in inspect.signature(cls.__init__).parameters.items()
         if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     unknown = [name for name, _ in params if name not in values]
@@ -696,9 +723,20 @@ def _settings(pool: Any) -> dict[str, Any]:
         "proxy_config": pool.proxy_config,
         "conn_kw": dict(pool.conn_kw),
     }
-    for name in ("cert_reqs", "ca_certs", "ca_cert_dir", "assert_hostname",
-                 "assert_fingerprint", "cert_file", "key_file", "key_password",
-                 "ssl_version", "ssl_minimum_version", "ssl_maximum_version", "strict"):
+    for name in (
+        "cert_reqs",
+        "ca_certs",
+        "ca_cert_dir",
+        "assert_hostname",
+        "assert_fingerprint",
+        "cert_file",
+        "key_file",
+        "key_password",
+        "ssl_version",
+        "ssl_minimum_version",
+        "ssl_maximum_version",
+        "strict",
+    ):
         if hasattr(pool, name):
             out[name] = getattr(pool, name)
     return out
@@ -707,8 +745,13 @@ def _settings(pool: Any) -> dict[str, Any]:
 def test_wrap_http_pool_keeps_settings(srv: ScriptedServer, tracer: zltrace.Tracer) -> None:
     """wrap(pool) keeps host, port, timeout, retries, maxsize, headers, block and conn_kw."""
     pool = urllib3.HTTPConnectionPool(
-        srv.host, srv.port, timeout=Timeout(connect=3, read=7), retries=Retry(total=2),
-        maxsize=5, block=True, headers={"X-Default": "yes"},
+        srv.host,
+        srv.port,
+        timeout=Timeout(connect=3, read=7),
+        retries=Retry(total=2),
+        maxsize=5,
+        block=True,
+        headers={"X-Default": "yes"},
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
     wrapped = zltrace.wrap(pool, tracer=tracer)
@@ -729,10 +772,18 @@ def test_wrap_http_pool_keeps_settings(srv: ScriptedServer, tracer: zltrace.Trac
 def test_wrap_https_pool_keeps_tls_settings(tracer: zltrace.Tracer) -> None:
     """wrap(https_pool) keeps cert_reqs, ca_certs, assert_hostname and the other TLS settings."""
     pool = urllib3.HTTPSConnectionPool(
-        "tls.example", 8443, timeout=Timeout(connect=2, read=4), retries=Retry(total=1),
-        maxsize=3, block=False, headers={"X-T": "1"}, cert_reqs="CERT_REQUIRED",
-        ca_certs="/pinned/ca.pem", assert_hostname="other.example",
-        assert_fingerprint="AA:BB", ca_cert_dir="/pinned/ca-dir",
+        "tls.example",
+        8443,
+        timeout=Timeout(connect=2, read=4),
+        retries=Retry(total=1),
+        maxsize=3,
+        block=False,
+        headers={"X-T": "1"},
+        cert_reqs="CERT_REQUIRED",
+        ca_certs="/pinned/ca.pem",
+        assert_hostname="other.example",
+        assert_fingerprint="AA:BB",
+        ca_cert_dir="/pinned/ca-dir",
     )
     wrapped = zltrace.wrap(pool, tracer=tracer)
     try:
@@ -760,13 +811,18 @@ def test_wrap_keeps_instance_connection_cls(tracer: zltrace.Tracer) -> None:
         pool.close()
 
 
-@pytest.mark.parametrize("cls", [urllib3.HTTPConnectionPool, urllib3.HTTPSConnectionPool],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [urllib3.HTTPConnectionPool, urllib3.HTTPSConnectionPool], ids=lambda c: c.__name__
+)
 def test_wrap_proxied_pool_keeps_proxy_settings(cls: type[Any], tracer: zltrace.Tracer) -> None:
     """zltrace.wrap(pool) keeps proxy, proxy_headers and proxy_config of a proxied pool."""
-    pool = cls("dest.example", None, _proxy=parse_url("https://proxy.example:3128"),
-               _proxy_headers={"Proxy-Authorization": "Basic eDp5"},
-               _proxy_config=_proxy_config())
+    pool = cls(
+        "dest.example",
+        None,
+        _proxy=parse_url("https://proxy.example:3128"),
+        _proxy_headers={"Proxy-Authorization": "Basic eDp5"},
+        _proxy_config=_proxy_config(),
+    )
     assert pool.proxy_config is not None and pool.proxy_config.use_forwarding_for_https
     wrapped = zltrace.wrap(pool, tracer=tracer)
     try:

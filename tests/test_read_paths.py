@@ -125,8 +125,13 @@ def _split(body: bytes, sizes: Sequence[int]) -> list[bytes]:
     return out
 
 
-def chunked_wire(body: bytes, sizes: Sequence[int], *, ext: bool = False,
-                 trailers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+def chunked_wire(
+    body: bytes,
+    sizes: Sequence[int],
+    *,
+    ext: bool = False,
+    trailers: Sequence[tuple[bytes, bytes]] = (),
+) -> bytes:
     """The chunked framing of ``body`` cut into ``sizes`` (cycled), optionally decorated."""
     frames = []
     for i, piece in enumerate(_split(body, sizes)):
@@ -148,9 +153,9 @@ def _close(body: bytes, headers: Sequence[tuple[str, str]]) -> list[Step]:
     return [*_sends([head, *_pieces(body, 3)]), close()]
 
 
-def _chunked(sizes: Sequence[int], *, ext: bool = False,
-             trailers: Sequence[tuple[bytes, bytes]] = ()
-             ) -> Callable[[bytes, Sequence[tuple[str, str]]], list[Step]]:
+def _chunked(
+    sizes: Sequence[int], *, ext: bool = False, trailers: Sequence[tuple[bytes, bytes]] = ()
+) -> Callable[[bytes, Sequence[tuple[str, str]]], list[Step]]:
     def build(body: bytes, headers: Sequence[tuple[str, str]]) -> list[Step]:
         hdrs = [*headers, ("Transfer-Encoding", "chunked")]
         if trailers:
@@ -285,8 +290,9 @@ CONSUMERS: dict[str, tuple[bool, Callable[[Any, bool], Optional[bytes]], bool, b
 }
 
 
-def fetch(pool: urllib3.HTTPConnectionPool, path: str, consumer: str, dc: bool = True,
-          method: str = "GET") -> Optional[bytes]:
+def fetch(
+    pool: urllib3.HTTPConnectionPool, path: str, consumer: str, dc: bool = True, method: str = "GET"
+) -> Optional[bytes]:
     """Request ``path`` and consume the body the way ``consumer`` names; what the app got."""
     preload, fn, _, _, _ = CONSUMERS[consumer]
     r = pool.request(method, path, preload_content=preload, decode_content=dc)
@@ -296,8 +302,16 @@ def fetch(pool: urllib3.HTTPConnectionPool, path: str, consumer: str, dc: bool =
         r.release_conn()
 
 
-def check_exchange(ex: zltrace.Exchange, srv: ScriptedServer, path: str, wire_body: bytes,
-                   framing: str, *, method: str = "GET", status: int = 200) -> None:
+def check_exchange(
+    ex: zltrace.Exchange,
+    srv: ScriptedServer,
+    path: str,
+    wire_body: bytes,
+    framing: str,
+    *,
+    method: str = "GET",
+    status: int = 200,
+) -> None:
     """The assertions every read path shares."""
     assert ex.outcome == "complete", (ex.outcome, ex.error)
     assert ex.error is None
@@ -335,13 +349,23 @@ def _matrix() -> Iterator[Any]:
             for consumer, (_, _, _, chunked_only, marks) in CONSUMERS.items():
                 if chunked_only and not framing_name.startswith("chunked"):
                     continue  # read_chunked() raises ResponseNotChunked by design
-                yield pytest.param(body_name, framing_name, consumer, marks=marks,
-                                   id=f"{body_name}-{framing_name}-{consumer}")
+                yield pytest.param(
+                    body_name,
+                    framing_name,
+                    consumer,
+                    marks=marks,
+                    id=f"{body_name}-{framing_name}-{consumer}",
+                )
 
 
 @pytest.mark.parametrize(("body_name", "framing_name", "consumer"), list(_matrix()))
-def test_read_path_captures_exact_body(srv: ScriptedServer, any_tracer: zltrace.Tracer,
-                                       body_name: str, framing_name: str, consumer: str) -> None:
+def test_read_path_captures_exact_body(
+    srv: ScriptedServer,
+    any_tracer: zltrace.Tracer,
+    body_name: str,
+    framing_name: str,
+    consumer: str,
+) -> None:
     """Every read path x framing x body: app bytes unchanged, raw_body == sent body, complete."""
     body = BODIES[body_name]
     framing, build = FRAMINGS[framing_name]
@@ -376,13 +400,19 @@ def _gzip_matrix() -> Iterator[Any]:
             for dc in (True, False):
                 if dc and consumer == "buffered_reader":
                     marks = [*marks, v1_readinto_overflows]
-                yield pytest.param(framing_name, consumer, dc, marks=marks,
-                                   id=f"{framing_name}-{consumer}-decode={dc}")
+                yield pytest.param(
+                    framing_name,
+                    consumer,
+                    dc,
+                    marks=marks,
+                    id=f"{framing_name}-{consumer}-decode={dc}",
+                )
 
 
 @pytest.mark.parametrize(("framing_name", "consumer", "dc"), list(_gzip_matrix()))
-def test_gzip_body_raw_and_decoded(srv: ScriptedServer, tracer: zltrace.Tracer,
-                                   framing_name: str, consumer: str, dc: bool) -> None:
+def test_gzip_body_raw_and_decoded(
+    srv: ScriptedServer, tracer: zltrace.Tracer, framing_name: str, consumer: str, dc: bool
+) -> None:
     """gzip response: app gets decoded/raw per decode_content; trace keeps wire bytes + body."""
     framing, build = FRAMINGS[framing_name]
     path = route(build(GZ_WIRE, [("Content-Encoding", "gzip"), ("Content-Type", "text/plain")]))
@@ -397,9 +427,7 @@ def test_gzip_body_raw_and_decoded(srv: ScriptedServer, tracer: zltrace.Tracer,
         plain.close()
         traced.close()
 
-    expected = None if consumer == "drain_conn" else (
-        GZ_PLAIN if dc or always_decodes else GZ_WIRE
-    )
+    expected = None if consumer == "drain_conn" else (GZ_PLAIN if dc or always_decodes else GZ_WIRE)
     assert untraced_got == expected
     assert got == expected
     ex = one_exchange(tracer)
@@ -411,8 +439,9 @@ def test_gzip_body_raw_and_decoded(srv: ScriptedServer, tracer: zltrace.Tracer,
 
 
 @pytest.mark.parametrize("framing_name", ["length", "chunked", "close"])
-def test_gzip_in_standard_mode(srv: ScriptedServer, std_tracer: zltrace.Tracer,
-                               framing_name: str) -> None:
+def test_gzip_in_standard_mode(
+    srv: ScriptedServer, std_tracer: zltrace.Tracer, framing_name: str
+) -> None:
     """Standard mode keeps gzip wire bytes in raw_body and decodes them in body."""
     framing, build = FRAMINGS[framing_name]
     path = route(build(GZ_WIRE, [("Content-Encoding", "gzip")]))
@@ -434,8 +463,7 @@ JSON_BODY = json.dumps(JSON_DOC, ensure_ascii=False).encode()
 
 @needs_json
 @pytest.mark.parametrize("framing_name", ["length", "chunked", "chunked-1byte", "close"])
-def test_json_read_path(srv: ScriptedServer, any_tracer: zltrace.Tracer,
-                        framing_name: str) -> None:
+def test_json_read_path(srv: ScriptedServer, any_tracer: zltrace.Tracer, framing_name: str) -> None:
     """response.json() on every framing: same object as untraced, exact body captured."""
     framing, build = FRAMINGS[framing_name]
     path = route(build(JSON_BODY, [("Content-Type", "application/json")]))
@@ -468,8 +496,9 @@ NO_BODY_CASES = {
 
 @pytest.mark.parametrize("consumer", ["preload", "stream", "read", "drain_conn"])
 @pytest.mark.parametrize("case", list(NO_BODY_CASES))
-def test_no_body_response_is_complete(srv: ScriptedServer, any_tracer: zltrace.Tracer,
-                                      case: str, consumer: str) -> None:
+def test_no_body_response_is_complete(
+    srv: ScriptedServer, any_tracer: zltrace.Tracer, case: str, consumer: str
+) -> None:
     """HEAD/204/304/empty responses: app gets b"", one exchange, complete, empty raw_body."""
     method, status, headers = NO_BODY_CASES[case]
     path = route([send(_head(status, headers))])
@@ -496,8 +525,9 @@ def test_no_body_response_is_complete(srv: ScriptedServer, any_tracer: zltrace.T
 
 
 @pytest.mark.parametrize("case", [c for c in NO_BODY_CASES if c != "200-content-length-0"])
-def test_no_body_response_framing_is_none(srv: ScriptedServer, tracer: zltrace.Tracer,
-                                          case: str) -> None:
+def test_no_body_response_framing_is_none(
+    srv: ScriptedServer, tracer: zltrace.Tracer, case: str
+) -> None:
     """A response that cannot have a body (HEAD, 204, 304) is recorded with framing "none"."""
     method, status, headers = NO_BODY_CASES[case]
     path = route([send(_head(status, headers))])
@@ -511,8 +541,9 @@ def test_no_body_response_framing_is_none(srv: ScriptedServer, tracer: zltrace.T
     assert ex.response.framing == "none"
 
 
-def test_empty_length_response_framing_is_length(srv: ScriptedServer,
-                                                 tracer: zltrace.Tracer) -> None:
+def test_empty_length_response_framing_is_length(
+    srv: ScriptedServer, tracer: zltrace.Tracer
+) -> None:
     """A 200 with Content-Length: 0 is a body delimited by length (framing "length")."""
     path = route([send(_head(200, [("Content-Length", "0")]))])
     pool = zltrace.wrap(_pool(srv), tracer=tracer)
@@ -528,12 +559,13 @@ def test_empty_length_response_framing_is_length(srv: ScriptedServer,
 UTF8_TEXT = "aé€😀 " * 200 + "✓"
 
 
-@pytest.mark.parametrize("sizes", [[1], [2], [3], [5, 1, 2], [4093]],
-                         ids=lambda s: "sizes=" + ",".join(map(str, s)))
+@pytest.mark.parametrize(
+    "sizes", [[1], [2], [3], [5, 1, 2], [4093]], ids=lambda s: "sizes=" + ",".join(map(str, s))
+)
 @pytest.mark.parametrize("consumer", ["preload", "stream", "read_chunked", "lines"])
-def test_utf8_split_across_chunks_comes_back_whole(srv: ScriptedServer,
-                                                   any_tracer: zltrace.Tracer,
-                                                   sizes: list[int], consumer: str) -> None:
+def test_utf8_split_across_chunks_comes_back_whole(
+    srv: ScriptedServer, any_tracer: zltrace.Tracer, sizes: list[int], consumer: str
+) -> None:
     """Multi-byte UTF-8 characters cut by chunk boundaries are stored and read back whole."""
     data = UTF8_TEXT.encode()
     path = route(_chunked(sizes)(data, [("Content-Type", "text/plain; charset=utf-8")]))
@@ -572,20 +604,29 @@ def test_20MB_body_streamed(srv: ScriptedServer, tracer: zltrace.Tracer) -> None
 # -- keep-alive: several read paths in a row on one connection --------------------------------
 
 
-def test_sequential_read_paths_on_one_connection(srv: ScriptedServer,
-                                                 any_tracer: zltrace.Tracer) -> None:
+def test_sequential_read_paths_on_one_connection(
+    srv: ScriptedServer, any_tracer: zltrace.Tracer
+) -> None:
     """Consecutive requests on one kept-alive connection each become one complete exchange."""
     cases = []
     for i, (consumer, framing_name) in enumerate(
-        [("read", "length"), ("stream", "chunked"), ("read_amt", "chunked-ext-trailers"),
-         ("readinto", "length"), ("lines", "chunked"), ("preload", "length")]
+        [
+            ("read", "length"),
+            ("stream", "chunked"),
+            ("read_amt", "chunked-ext-trailers"),
+            ("readinto", "length"),
+            ("lines", "chunked"),
+            ("preload", "length"),
+        ]
     ):
         body = b"body %d\n" % i * (i + 1)
         framing, build = FRAMINGS[framing_name]
         cases.append((route(build(body, [])), consumer, body, framing))
     conns_before = srv.connections
-    pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, maxsize=1,
-                                                   timeout=30), tracer=any_tracer)
+    pool = zltrace.wrap(
+        urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, maxsize=1, timeout=30),
+        tracer=any_tracer,
+    )
     try:
         for path, consumer, body, _ in cases:
             assert fetch(pool, path, consumer) == body
@@ -609,8 +650,9 @@ def test_sequential_read_paths_on_one_connection(srv: ScriptedServer,
     cuts=st.lists(st.integers(min_value=1, max_value=400), min_size=0, max_size=8),
     zero_latency=st.booleans(),
 )
-def test_property_random_body_and_splits(srv: ScriptedServer, body: bytes, sizes: list[int],
-                                         cuts: list[int], zero_latency: bool) -> None:
+def test_property_random_body_and_splits(
+    srv: ScriptedServer, body: bytes, sizes: list[int], cuts: list[int], zero_latency: bool
+) -> None:
     """Random bytes, random chunk sizes and send splits: raw_body == body (chunked and length)."""
     wire_chunked = chunked_wire(body, sizes)
 

@@ -17,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 import email.message
+import re
 from collections.abc import Iterable
 from typing import Any, Union
 
@@ -133,6 +134,7 @@ class _Open:
         "last_t",
         "length",
         "logical",
+        "method",
         "nbody",
         "pieces",
         "port",
@@ -141,12 +143,23 @@ class _Open:
         "sent",
         "sent_t",
         "t0",
+        "target",
     )
 
     def __init__(
-        self, ex: int, logical: int, t0: int, scheme: str, host: str, port: int | None
+        self,
+        ex: int,
+        logical: int,
+        t0: int,
+        scheme: str,
+        host: str,
+        port: int | None,
+        method: str,
+        target: str,
     ) -> None:
         self.ex = ex
+        self.method = method
+        self.target = target
         self.logical = logical
         self.t0 = t0
         self.scheme = scheme
@@ -187,6 +200,7 @@ class Assembler:
         self._wall0 = wall0_ns
         self._perf0 = perf0_ns
         self._redact = redactor
+        self._secrets: list[str] = []
         self.bytes_held = 0
 
     @property
@@ -208,10 +222,10 @@ class Assembler:
                 ex.held += len(ev[2])
                 self.bytes_held += len(ev[2])
         elif kind == START:
-            _, n, prev, logical, t, scheme, host, port = ev
+            _, n, prev, logical, t, scheme, host, port, method, target = ev
             if prev in self._open:
                 self._end(self._open[prev], "abandoned", t, out)
-            self._open[n] = _Open(n, logical, t, scheme, host, port)
+            self._open[n] = _Open(n, logical, t, scheme, host, port, str(method), str(target))
         elif kind == HEAD:
             ex = self._open.get(ev[1])
             if ex is not None:
@@ -310,6 +324,8 @@ class Assembler:
 
     def _finish(self, ex: _Open, outcome: str, t_end: int) -> Finished:
         req_meta, req_body = self._request(ex)
+        if ex.error is not None:
+            ex.error["message"] = self._scrub(ex.error["message"])
         t0 = ex.t0
         wall_ns = self._wall0 + (t0 - self._perf0)
         meta: dict[str, Any] = {
@@ -349,8 +365,10 @@ class Assembler:
         head = sent if end < 0 else sent[:end]
         lines = head.split(b"\r\n")
         parts = lines[0].decode("latin-1").split(" ", 2) if lines and lines[0] else []
-        method = parts[0] if parts else ""
-        target = parts[1] if len(parts) > 1 else ""
+        # Before the header block is complete http.client has sent nothing: fall back to what
+        # putrequest() was given.
+        method = parts[0] if parts else ex.method
+        target = parts[1] if len(parts) > 1 else ex.target
         version = parts[2] if len(parts) > 2 else ""
         headers: list[tuple[str, str]] = []
         for raw in lines[1:]:
@@ -366,6 +384,7 @@ class Assembler:
                 body = d.pieces
             elif len(rest) or "content-length" in framing_headers:
                 body = [rest] if len(rest) else []
+        self._secrets = [v for n, v in headers if v and self._redact.is_secret(n)]
         meta = {
             "method": method,
             "url": self._url(ex, target),
@@ -374,6 +393,15 @@ class Assembler:
             "complete": end >= 0,
         }
         return meta, body
+
+    def _scrub(self, message: str) -> str:
+        """Keep credentials out of error messages (http.client quotes bad header values)."""
+        for value in self._secrets:
+            quoted = repr(value.encode("latin-1", "replace"))[2:-1]
+            for form in (value, repr(value)[1:-1], quoted):
+                if form:
+                    message = message.replace(form, self._redact.fingerprint(value))
+        return _HEADER_ERROR.sub(r"\1 <redacted>", message)
 
     @staticmethod
     def _url(ex: _Open, target: str) -> str:
@@ -385,6 +413,11 @@ class Assembler:
         default = 443 if ex.scheme == "https" else 80
         port = "" if ex.port in (None, default) else f":{ex.port}"
         return f"{ex.scheme}://{host}{port}{target}"
+
+
+# http.client: "Invalid header value b'...'" / "Invalid header name b'...'"; the value may be
+# a credential whose header was never sent, so it cannot be matched by name.
+_HEADER_ERROR = re.compile(r"(Invalid header (?:value|name)) .*", re.DOTALL)
 
 
 def _message_pairs(msg: Any) -> Iterable[tuple[str, str]]:

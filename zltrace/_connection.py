@@ -28,16 +28,45 @@ from ._tee import TracedResponse
 if TYPE_CHECKING:
     from ._tracer import Tracer
 
-#: Per thread: the logical request the current ``urlopen`` belongs to (None outside one,
-#: 0 inside one before its first attempt, else the first attempt's exchange number).
+#: Per thread: the logical request the current ``urlopen`` belongs to (``id``: None outside
+#: one, 0 inside one before its first attempt, else the first attempt's exchange number), and
+#: ``handoff``: set by a traced PoolManager just before it calls a pool's ``urlopen``.
 logical = threading.local()
+
+
+def enter_group(retries: Any, from_manager: bool = False) -> tuple[bool, Any]:
+    """Decide whether this ``urlopen`` opens a new logical request; returns (opened, saved).
+
+    A call continues the current group only when urllib3 itself made it: a retry or a
+    redirect (its ``Retry`` has a history) or a traced PoolManager handing the request to a
+    pool. Any other call -- e.g. one made from inside a body generator -- is a new request.
+    """
+    current = getattr(logical, "id", None)
+    handoff = getattr(logical, "handoff", False)
+    if handoff:
+        logical.handoff = False
+    if current is not None and (handoff or getattr(retries, "history", None)):
+        if from_manager:
+            logical.handoff = True
+        return False, None
+    logical.id = 0
+    if from_manager:
+        logical.handoff = True
+    return True, current
+
+
+def leave_group(opened: bool, saved: Any) -> None:
+    """Undo :func:`enter_group`."""
+    logical.handoff = False
+    if opened:
+        logical.id = saved
 
 
 class TracedConnectionMixin:
     """Mixed in front of urllib3's HTTPConnection / HTTPSConnection (or a user's subclass)."""
 
-    _zl_tracer: Tracer | None = None
-    _zl_put: Any = None
+    _zl_tracer: Tracer | None = None  # set by the traced pool
+    _zl_sink: Tracer | None = None  # the tracer while an exchange is open on this connection
     _zl_ex = 0
     _zl_in_connect = False
     _zl_scheme = "http"
@@ -59,17 +88,30 @@ class TracedConnectionMixin:
                     logical.id = group = ex
                 prev = self._zl_ex
                 self._zl_ex = ex
-                self._zl_put = put = tracer._put
+                self._zl_sink = tracer
                 host = getattr(self, "_tunnel_host", None) or self.host  # type: ignore[attr-defined]
                 port = getattr(self, "_tunnel_port", None) or self.port  # type: ignore[attr-defined]
-                put((START, ex, prev, group or ex, perf_counter_ns(), self._zl_scheme, host, port))
+                tracer._put(
+                    (
+                        START,
+                        ex,
+                        prev,
+                        group or ex,
+                        perf_counter_ns(),
+                        self._zl_scheme,
+                        host,
+                        port,
+                        method,
+                        url,
+                    )
+                )
             except Exception as e:
                 capture_failed("connection.putrequest", e)
         super().putrequest(method, url, *args, **kwargs)  # type: ignore[misc]
 
     def send(self, data: Any) -> None:
-        put = self._zl_put
-        if put is None or self._zl_in_connect:
+        sink = self._zl_sink
+        if sink is None or self._zl_in_connect:
             super().send(data)  # type: ignore[misc]
             return
         if hasattr(data, "read"):
@@ -89,21 +131,22 @@ class TracedConnectionMixin:
             for chunk in chunks:
                 self.send(chunk)
             return
+        # Recorded once sent: bytes that never left (refused, reset) are not "sent".
+        super().send(data)  # type: ignore[misc]
         try:
             # bytes are immutable: a reference is enough. A bytearray or memoryview may be
             # reused by the caller after send() returns, so that one is copied.
             ref = data if type(data) is bytes else bytes(data)
-            put((SEND, self._zl_ex, ref, perf_counter_ns()))
+            sink._put((SEND, self._zl_ex, ref, perf_counter_ns()))
         except Exception as e:
             capture_failed("connection.send", e)
-        super().send(data)  # type: ignore[misc]
 
     @property
     def response_class(self) -> Any:
-        put = self._zl_put
-        if put is None or self._zl_in_connect:
+        sink = self._zl_sink
+        if sink is None or self._zl_in_connect:
             return http.client.HTTPResponse
-        return partial(TracedResponse, put, self._zl_ex)
+        return partial(TracedResponse, sink, self._zl_ex)
 
 
 _classes: dict[type[Any], type[Any]] = {}

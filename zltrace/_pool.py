@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 from urllib3 import PoolManager
 from urllib3.connectionpool import HTTPConnectionPool
 
-from ._connection import TracedConnectionMixin, logical, traced_connection_class
+from ._connection import (
+    TracedConnectionMixin,
+    enter_group,
+    leave_group,
+    traced_connection_class,
+)
 from ._events import ERROR, capture_failed
 from .exceptions import UnsupportedTargetError
 
@@ -41,22 +46,20 @@ class TracedPoolMixin:
         return conn
 
     def urlopen(self, *args: Any, **kwargs: Any) -> Any:
-        if getattr(logical, "id", None) is not None:
-            return super().urlopen(*args, **kwargs)  # type: ignore[misc]
-        logical.id = 0
+        opened, saved = enter_group(_retries_arg(args, kwargs))
         try:
             return super().urlopen(*args, **kwargs)  # type: ignore[misc]
         finally:
-            logical.id = None
+            leave_group(opened, saved)
 
     def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
         except BaseException as exc:
-            put = getattr(conn, "_zl_put", None)
-            if put is not None:
+            sink = getattr(conn, "_zl_sink", None)
+            if sink is not None:
                 try:
-                    put((ERROR, conn._zl_ex, exc, perf_counter_ns()))
+                    sink._put((ERROR, conn._zl_ex, exc, perf_counter_ns()))
                 except Exception as e:
                     capture_failed("pool.make_request", e)
             raise
@@ -74,13 +77,18 @@ class TracedManagerMixin:
         return pool
 
     def urlopen(self, *args: Any, **kwargs: Any) -> Any:
-        if getattr(logical, "id", None) is not None:
-            return super().urlopen(*args, **kwargs)  # type: ignore[misc]
-        logical.id = 0
+        opened, saved = enter_group(kwargs.get("retries"), from_manager=True)
         try:
             return super().urlopen(*args, **kwargs)  # type: ignore[misc]
         finally:
-            logical.id = None
+            leave_group(opened, saved)
+
+
+def _retries_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # urlopen(method, url, body, headers, retries, ...): urllib3 recurses positionally.
+    if "retries" in kwargs:
+        return kwargs["retries"]
+    return args[4] if len(args) > 4 else None
 
 
 _lock = threading.Lock()
@@ -126,7 +134,7 @@ def _wrap_pool(pool: Any, tracer: Tracer) -> Any:
         return pool
     base = type(pool)
     if isinstance(pool, TracedPoolMixin):
-        base = next(c for c in base.__mro__[1:] if not issubclass(c, TracedPoolMixin))
+        base = _untraced_base(base, TracedPoolMixin)
     cls = traced_pool_class(base)
     kwargs: dict[str, Any] = {}
     for name, param in inspect.signature(base.__init__).parameters.items():
@@ -176,6 +184,22 @@ class TracedAdapterMixin:
         if self._zl_tracer is not None:
             _wrap_manager(manager, self._zl_tracer)
         return manager
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # The traced class is made at run time and a tracer cannot be pickled: a pickled
+        # session comes back as its plain, untraced self (wrap it again after loading).
+        base = _untraced_base(type(self), TracedAdapterMixin)
+        return (_rebuild_adapter, (base, self.__getstate__()))  # type: ignore[attr-defined]
+
+
+def _untraced_base(cls: type[Any], mixin: type[Any]) -> type[Any]:
+    return next(c for c in cls.__mro__ if not issubclass(c, mixin))
+
+
+def _rebuild_adapter(base: type[Any], state: Any) -> Any:
+    adapter: Any = object.__new__(base)
+    adapter.__setstate__(state)
+    return adapter
 
 
 def _is_requests_session(target: Any) -> bool:

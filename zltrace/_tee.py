@@ -18,27 +18,32 @@ from __future__ import annotations
 
 import http.client
 from time import perf_counter_ns
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ._events import CLOSE, DATA, EOF, ERROR, HEAD, capture_failed
 
-Put = Callable[[tuple[Any, ...]], None]
+
+class Sink(Protocol):
+    """Where events go: the tracer. Its ``_put`` is looked up per event, so close() and fork
+    can redirect streams that are already in flight."""
+
+    _put: Callable[[tuple[Any, ...]], None]
 
 
 class Tee:
     """Stands in for the socket file of one response; forwards every call, reports what it read."""
 
-    __slots__ = ("_closed_seen", "_ex", "_put", "_raw")
+    __slots__ = ("_closed_seen", "_ex", "_raw", "_sink")
 
-    def __init__(self, raw: Any, put: Put, ex: int) -> None:
+    def __init__(self, raw: Any, sink: Sink, ex: int) -> None:
         self._raw = raw
-        self._put = put
+        self._sink = sink
         self._ex = ex
         self._closed_seen = False
 
     def _error(self, exc: BaseException) -> None:
         try:
-            self._put((ERROR, self._ex, exc, perf_counter_ns()))
+            self._sink._put((ERROR, self._ex, exc, perf_counter_ns()))
         except Exception as e:  # pragma: no cover - put on a SimpleQueue does not fail
             capture_failed("tee.error", e)
 
@@ -51,10 +56,10 @@ class Tee:
         try:
             t = perf_counter_ns()
             if data:
-                self._put((DATA, self._ex, data, t))
+                self._sink._put((DATA, self._ex, data, t))
             # A blocking BufferedReader returns short only at end of stream.
             if amt is None or amt < 0 or len(data) < amt:
-                self._put((EOF, self._ex, t))
+                self._sink._put((EOF, self._ex, t))
         except Exception as e:
             capture_failed("tee.read", e)
         return data
@@ -68,9 +73,9 @@ class Tee:
         try:
             t = perf_counter_ns()
             if data:
-                self._put((DATA, self._ex, data, t))
+                self._sink._put((DATA, self._ex, data, t))
             elif n != 0:
-                self._put((EOF, self._ex, t))
+                self._sink._put((EOF, self._ex, t))
         except Exception as e:
             capture_failed("tee.read1", e)
         return data
@@ -86,9 +91,9 @@ class Tee:
             if n:
                 # The caller owns ``b`` and may reuse it: this is the one copy the tee makes.
                 with memoryview(b) as view:
-                    self._put((DATA, self._ex, view[:n].tobytes(), t))
+                    self._sink._put((DATA, self._ex, view[:n].tobytes(), t))
             if n is not None and n < memoryview(b).nbytes:
-                self._put((EOF, self._ex, t))
+                self._sink._put((EOF, self._ex, t))
         except Exception as e:
             capture_failed("tee.readinto", e)
         return n
@@ -102,9 +107,9 @@ class Tee:
         try:
             t = perf_counter_ns()
             if data:
-                self._put((DATA, self._ex, data, t))
+                self._sink._put((DATA, self._ex, data, t))
             if not data.endswith(b"\n") and (limit is None or limit < 0 or len(data) < limit):
-                self._put((EOF, self._ex, t))
+                self._sink._put((EOF, self._ex, t))
         except Exception as e:
             capture_failed("tee.readline", e)
         return data
@@ -123,7 +128,7 @@ class Tee:
             return
         self._closed_seen = True
         try:
-            self._put((CLOSE, self._ex, perf_counter_ns()))
+            self._sink._put((CLOSE, self._ex, perf_counter_ns()))
         except Exception as e:
             capture_failed("tee.close", e)
 
@@ -152,17 +157,17 @@ class Tee:
 class TracedResponse(http.client.HTTPResponse):
     """``http.client.HTTPResponse`` that reports its head and swaps its socket file for a Tee."""
 
-    def __init__(self, put: Put, ex: int, sock: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, sink: Sink, ex: int, sock: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
-        self._zl_put = put
+        self._zl_sink = sink
         self._zl_ex = ex
 
     def begin(self) -> None:
         super().begin()
         try:
-            put = self._zl_put
+            sink = self._zl_sink
             ex = self._zl_ex
-            put(
+            sink._put(
                 (
                     HEAD,
                     ex,
@@ -177,6 +182,6 @@ class TracedResponse(http.client.HTTPResponse):
                 )
             )
             if self.fp is not None:
-                self.fp = Tee(self.fp, put, ex)  # type: ignore[assignment]
+                self.fp = Tee(self.fp, sink, ex)  # type: ignore[assignment]
         except Exception as e:
             capture_failed("response.begin", e)

@@ -198,8 +198,12 @@ class TraceWriter:
         (counted in ``records_lost`` and logged)."""
         if not self.flush():
             self.records_lost += len(self._lines)
-            log.error("zltrace: %d records could not be written to %s and are lost: %s",
-                      len(self._lines), self.path, self.last_error)
+            log.error(
+                "zltrace: %d records could not be written to %s and are lost: %s",
+                len(self._lines),
+                self.path,
+                self.last_error,
+            )
             self._lines.clear()
         for fd in (self._fd, self._side_fd):
             if fd is not None:
