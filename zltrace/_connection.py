@@ -1,9 +1,9 @@
 """Traced connection classes: the request side of the tee (caller thread).
 
-A traced connection subclasses whatever ``ConnectionCls`` the pool had. It reports:
+A traced connection subclasses whatever ``ConnectionCls`` the pool had. The traced pool
+starts each exchange (in ``_make_request``) and sets ``_zl_sink``/``_zl_ex``; the connection
+reports:
 
-- ``putrequest``: a new exchange starts (both urllib3 versions and ``http.client`` call it
-  once per attempt, so retries and redirects become exchanges of their own);
 - ``send``: the exact bytes handed to the socket -- request line and headers as built by
   urllib3 and ``http.client``, then the body as framed on the wire. Capturing here never
   touches the user's body object, so urllib3 can still rewind it on a retry, and a one-shot
@@ -22,16 +22,23 @@ from functools import partial
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from ._events import SEND, START, capture_failed, exchange_ids
+from ._events import SEND, capture_failed
 from ._tee import TracedResponse
 
 if TYPE_CHECKING:
     from ._tracer import Tracer
 
+
 #: Per thread: the logical request the current ``urlopen`` belongs to (``id``: None outside
 #: one, 0 inside one before its first attempt, else the first attempt's exchange number), and
 #: ``handoff``: set by a traced PoolManager just before it calls a pool's ``urlopen``.
-logical = threading.local()
+class _Logical(threading.local):
+    # Class-level defaults: a missing attribute on a threading.local costs an exception.
+    id: int | None = None
+    handoff = False
+
+
+logical = _Logical()
 
 
 def enter_group(retries: Any, from_manager: bool = False) -> tuple[bool, Any]:
@@ -41,8 +48,8 @@ def enter_group(retries: Any, from_manager: bool = False) -> tuple[bool, Any]:
     redirect (its ``Retry`` has a history) or a traced PoolManager handing the request to a
     pool. Any other call -- e.g. one made from inside a body generator -- is a new request.
     """
-    current = getattr(logical, "id", None)
-    handoff = getattr(logical, "handoff", False)
+    current = logical.id
+    handoff = logical.handoff
     if handoff:
         logical.handoff = False
     if current is not None and (handoff or getattr(retries, "history", None)):
@@ -69,7 +76,6 @@ class TracedConnectionMixin:
     _zl_sink: Tracer | None = None  # the tracer while an exchange is open on this connection
     _zl_ex = 0
     _zl_in_connect = False
-    _zl_scheme = "http"
 
     def connect(self) -> None:
         self._zl_in_connect = True
@@ -77,37 +83,6 @@ class TracedConnectionMixin:
             super().connect()  # type: ignore[misc]
         finally:
             self._zl_in_connect = False
-
-    def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
-        tracer = self._zl_tracer
-        if tracer is not None and not self._zl_in_connect:
-            try:
-                ex = next(exchange_ids)
-                group = getattr(logical, "id", None)
-                if group == 0:
-                    logical.id = group = ex
-                prev = self._zl_ex
-                self._zl_ex = ex
-                self._zl_sink = tracer
-                host = getattr(self, "_tunnel_host", None) or self.host  # type: ignore[attr-defined]
-                port = getattr(self, "_tunnel_port", None) or self.port  # type: ignore[attr-defined]
-                tracer._put(
-                    (
-                        START,
-                        ex,
-                        prev,
-                        group or ex,
-                        perf_counter_ns(),
-                        self._zl_scheme,
-                        host,
-                        port,
-                        method,
-                        url,
-                    )
-                )
-            except Exception as e:
-                capture_failed("connection.putrequest", e)
-        super().putrequest(method, url, *args, **kwargs)  # type: ignore[misc]
 
     def send(self, data: Any) -> None:
         sink = self._zl_sink
@@ -160,11 +135,8 @@ def traced_connection_class(base: type[Any]) -> type[Any]:
     with _classes_lock:
         cls = _classes.get(base)
         if cls is None:
-            scheme = "https" if getattr(base, "default_port", 80) == 443 else "http"
             cls = type(
-                f"Traced{base.__name__}",
-                (TracedConnectionMixin, base),
-                {"__module__": __name__, "_zl_scheme": scheme},
+                f"Traced{base.__name__}", (TracedConnectionMixin, base), {"__module__": __name__}
             )
             _classes[base] = cls
         return cls

@@ -25,17 +25,27 @@ from ._connection import (
     TracedConnectionMixin,
     enter_group,
     leave_group,
+    logical,
     traced_connection_class,
 )
-from ._events import ERROR, capture_failed
+from ._events import ERROR, START, capture_failed, exchange_ids
 from .exceptions import UnsupportedTargetError
 
 if TYPE_CHECKING:
     from ._tracer import Tracer
 
 
+# Logical requests: every attempt (retry, redirect) is an exchange of its own; attempts of
+# one logical request share the first attempt's id. urllib3 2.x passes ``retries`` to
+# ``_make_request``, and its history tells urllib3's own retries and redirects (history not
+# empty: same logical request) from a new request -- no extra hook needed. urllib3 1.26 does
+# not; there the traced pool's and manager's ``urlopen`` mark the logical request on the
+# thread (see ``enter_group``).
+_RETRIES_SEEN = "retries" in inspect.signature(HTTPConnectionPool._make_request).parameters
+
+
 class TracedPoolMixin:
-    """Mixed in front of a pool class: traced connections, logical ids, request errors."""
+    """Mixed in front of a pool class: traced connections, exchange start, request errors."""
 
     _zl_tracer: Tracer | None = None
 
@@ -45,16 +55,43 @@ class TracedPoolMixin:
             conn._zl_tracer = self._zl_tracer
         return conn
 
-    def urlopen(self, *args: Any, **kwargs: Any) -> Any:
-        opened, saved = enter_group(_retries_arg(args, kwargs))
+    def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        # One call per attempt: the exchange starts here, before any byte is sent (and before
+        # an HTTPS connection is made, so a refused connection is an exchange too).
+        tracer = self._zl_tracer
+        if tracer is not None:
+            try:
+                ex = next(exchange_ids)
+                group = logical.id
+                if _RETRIES_SEEN:
+                    retries = kwargs.get("retries")
+                    if group is None or retries is None or not retries.history:
+                        logical.id = group = ex
+                elif group == 0:
+                    logical.id = group = ex
+                elif group is None:
+                    group = ex
+                prev = conn._zl_ex
+                conn._zl_ex = ex
+                conn._zl_sink = tracer
+                tracer._put(
+                    (
+                        START,
+                        ex,
+                        prev,
+                        group,
+                        perf_counter_ns(),
+                        self.scheme,  # type: ignore[attr-defined]
+                        self.host,
+                        self.port,
+                        method,
+                        url,
+                    )  # type: ignore[attr-defined]
+                )
+            except Exception as e:
+                capture_failed("pool.make_request", e)
         try:
-            return super().urlopen(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            leave_group(opened, saved)
-
-    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
+            return super()._make_request(conn, method, url, *args, **kwargs)  # type: ignore[misc]
         except BaseException as exc:
             sink = getattr(conn, "_zl_sink", None)
             if sink is not None:
@@ -64,9 +101,18 @@ class TracedPoolMixin:
                     capture_failed("pool.make_request", e)
             raise
 
+    if not _RETRIES_SEEN:  # urllib3 1.26
+
+        def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+            opened, saved = enter_group(_retries_arg(args, kwargs))
+            try:
+                return super().urlopen(*args, **kwargs)  # type: ignore[misc]
+            finally:
+                leave_group(opened, saved)
+
 
 class TracedManagerMixin:
-    """Mixed in front of a PoolManager class: tracer for new pools, logical ids."""
+    """Mixed in front of a PoolManager class: tracer for new pools (and, on 1.26, logical ids)."""
 
     _zl_tracer: Tracer | None = None
 
@@ -76,12 +122,14 @@ class TracedManagerMixin:
             pool._zl_tracer = self._zl_tracer
         return pool
 
-    def urlopen(self, *args: Any, **kwargs: Any) -> Any:
-        opened, saved = enter_group(kwargs.get("retries"), from_manager=True)
-        try:
-            return super().urlopen(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            leave_group(opened, saved)
+    if not _RETRIES_SEEN:  # urllib3 1.26
+
+        def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+            opened, saved = enter_group(kwargs.get("retries"), from_manager=True)
+            try:
+                return super().urlopen(*args, **kwargs)  # type: ignore[misc]
+            finally:
+                leave_group(opened, saved)
 
 
 def _retries_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
