@@ -249,8 +249,11 @@ class Assembler:
                     self._end(ex, "error", ev[3], out)
 
     def _head(self, ex: _Open, ev: tuple[Any, ...], out: list[Finished]) -> None:
-        _, _, t, status, _reason, _version, _msg, chunked, length, method = ev
-        ex.head = ev
+        _, _, t, resp, length = ev
+        status = resp.status
+        method = resp._method
+        chunked = resp.chunked
+        ex.head = (t, status, resp.reason, resp.version, resp.msg)
         ex.last_t = t
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             # No body whatever the headers say (http.client keeps ``chunked`` set for these).
@@ -339,7 +342,7 @@ class Assembler:
             "error": ex.error,
             "timing": {
                 "request_sent": None if ex.sent_t is None else ex.sent_t - t0,
-                "headers_received": None if ex.head is None else ex.head[2] - t0,
+                "headers_received": None if ex.head is None else ex.head[0] - t0,
                 "first_byte": ex.reads[1] if ex.reads else None,
                 "end": max(t_end, ex.last_t) - t0,
             },
@@ -347,7 +350,7 @@ class Assembler:
         resp_body: list[Buffer] | None = None
         reads: list[int] | None = None
         if ex.head is not None:
-            _, _, _, status, reason, version, msg, _, _, _ = ex.head
+            _, status, reason, version, msg = ex.head
             meta["response"] = {
                 "status": status,
                 "reason": reason,

@@ -18,12 +18,11 @@ from __future__ import annotations
 import http.client
 import io
 import threading
-from functools import partial
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from ._events import SEND, capture_failed
-from ._tee import TracedResponse
+from ._tee import TracedResponse, pending
 
 if TYPE_CHECKING:
     from ._tracer import Tracer
@@ -89,39 +88,50 @@ class TracedConnectionMixin:
         if sink is None or self._zl_in_connect:
             super().send(data)  # type: ignore[misc]
             return
-        if hasattr(data, "read"):
-            # What http.client does with a file, one block at a time, so each block is seen.
-            text = isinstance(data, io.TextIOBase)
-            while True:
-                block = data.read(self.blocksize)  # type: ignore[attr-defined]
-                if not block:
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                # The caller may reuse this buffer after send() returns: record a copy.
+                super().send(data)  # type: ignore[misc]
+                self._zl_sent(sink, bytes(data))
+            elif hasattr(data, "read"):
+                # What http.client does with a file, one block at a time, so each is seen.
+                text = isinstance(data, io.TextIOBase)
+                while True:
+                    block = data.read(self.blocksize)  # type: ignore[attr-defined]
+                    if not block:
+                        return
+                    self.send(block.encode("iso-8859-1") if text else block)
+            else:
+                try:
+                    chunks = iter(data)
+                except TypeError:
+                    super().send(data)  # type: ignore[misc] # http.client raises its own error
                     return
-                self.send(block.encode("iso-8859-1") if text else block)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            try:
-                chunks = iter(data)
-            except TypeError:
-                super().send(data)  # type: ignore[misc] # let http.client raise its own error
-                return
-            for chunk in chunks:
-                self.send(chunk)
+                for chunk in chunks:
+                    self.send(chunk)
             return
-        # Recorded once sent: bytes that never left (refused, reset) are not "sent".
+        # Recorded once sent: bytes that never left (refused, reset) are not "sent". bytes
+        # are immutable, so a reference is enough.
         super().send(data)  # type: ignore[misc]
+        self._zl_sent(sink, data)
+
+    def _zl_sent(self, sink: Tracer, data: bytes) -> None:
         try:
-            # bytes are immutable: a reference is enough. A bytearray or memoryview may be
-            # reused by the caller after send() returns, so that one is copied.
-            ref = data if type(data) is bytes else bytes(data)
-            sink._put((SEND, self._zl_ex, ref, perf_counter_ns()))
+            sink._put((SEND, self._zl_ex, data, perf_counter_ns()))
         except Exception as e:
             capture_failed("connection.send", e)
 
     @property
     def response_class(self) -> Any:
+        # http.client builds its response with ``self.response_class(sock, method=...)`` and
+        # calls begin() right away, on this thread: hand the exchange over through a
+        # thread-local rather than a closure per response.
         sink = self._zl_sink
         if sink is None or self._zl_in_connect:
             return http.client.HTTPResponse
-        return partial(TracedResponse, sink, self._zl_ex)
+        pending.sink = sink
+        pending.ex = self._zl_ex
+        return TracedResponse
 
 
 _classes: dict[type[Any], type[Any]] = {}

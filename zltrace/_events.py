@@ -4,9 +4,10 @@ An event is a plain tuple whose first item is one of the kinds below; the second
 exchange number (a process-wide counter). Tuples are the cheapest thing to build and put:
 everything the caller thread does per event is one tuple and one ``SimpleQueue.put``.
 
-    (START, ex, prev, logical, t, scheme, host, port)   putrequest: a new exchange on a connection
+    (START, ex, prev, logical, t, scheme, host, port, method, target)   _make_request: an attempt
     (SEND,  ex, data, t)        bytes handed to the socket (request line, headers, body framing)
-    (HEAD,  ex, t, status, reason, version, msg, chunked, length, method)   response head parsed
+    (HEAD,  ex, t, response, length)   the response head was parsed (``response`` is the
+                                http.client response; ``length`` as it was then)
     (DATA,  ex, data, t)        bytes read from the response's socket file (with chunk framing)
     (EOF,   ex, t)              the socket file reported end of stream
     (CLOSE, ex, t)              the response's socket file was closed (or garbage-collected)

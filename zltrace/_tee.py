@@ -17,6 +17,7 @@ exactly the exceptions it raised.
 from __future__ import annotations
 
 import http.client
+import threading
 from time import perf_counter_ns
 from typing import Any, Callable, Protocol
 
@@ -33,13 +34,12 @@ class Sink(Protocol):
 class Tee:
     """Stands in for the socket file of one response; forwards every call, reports what it read."""
 
-    __slots__ = ("_closed_seen", "_ex", "_raw", "_sink")
+    __slots__ = ("_ex", "_raw", "_sink")
 
     def __init__(self, raw: Any, sink: Sink, ex: int) -> None:
         self._raw = raw
         self._sink = sink
         self._ex = ex
-        self._closed_seen = False
 
     def _error(self, exc: BaseException) -> None:
         try:
@@ -120,17 +120,14 @@ class Tee:
         return data
 
     def close(self) -> None:
-        self._report_close()
-        self._raw.close()
-
-    def _report_close(self) -> None:
-        if self._closed_seen:
-            return
-        self._closed_seen = True
+        # Also reached when an unread response is garbage-collected: io.IOBase's finalizer
+        # closes urllib3's response, which closes http.client's, which closes its fp (us).
+        # A second close is harmless: events for an ended exchange are ignored.
         try:
             self._sink._put((CLOSE, self._ex, perf_counter_ns()))
         except Exception as e:
             capture_failed("tee.close", e)
+        self._raw.close()
 
     @property
     def closed(self) -> bool:
@@ -146,41 +143,42 @@ class Tee:
         # Anything else (readable(), mode, raw, ...) is the real file's.
         return getattr(self._raw, name)
 
-    def __del__(self) -> None:
-        # An unread response that is garbage-collected without close() is still recorded.
-        try:
-            self._report_close()
-        except Exception:  # never raise from a finalizer
-            pass
+
+class _Pending(threading.local):
+    sink: Sink | None = None
+    ex = 0
+
+
+#: The exchange the next TracedResponse on this thread belongs to (set by the connection's
+#: ``response_class`` right before http.client builds the response and calls begin()).
+pending = _Pending()
 
 
 class TracedResponse(http.client.HTTPResponse):
     """``http.client.HTTPResponse`` that reports its head and swaps its socket file for a Tee."""
 
-    def __init__(self, sink: Sink, ex: int, sock: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        self._zl_sink = sink
-        self._zl_ex = ex
-
     def begin(self) -> None:
-        super().begin()
+        sink = pending.sink
+        ex = pending.ex
+        pending.sink = None
         try:
-            sink = self._zl_sink
-            ex = self._zl_ex
-            sink._put(
-                (
-                    HEAD,
-                    ex,
-                    perf_counter_ns(),
-                    self.status,
-                    self.reason,
-                    self.version,
-                    self.msg,
-                    self.chunked,
-                    self.length,
-                    self._method,  # type: ignore[attr-defined]
-                )
-            )
+            super().begin()
+        except BaseException as exc:
+            # No usable response head (timeout, reset, bad status line). The pool reports
+            # the error too; this one covers responses read outside ``_make_request``.
+            if sink is not None:
+                try:
+                    sink._put((ERROR, ex, exc, perf_counter_ns()))
+                except Exception as e:
+                    capture_failed("response.begin", e)
+            raise
+        if sink is None:
+            return
+        try:
+            # The response itself goes on the queue: status, reason, version, headers and
+            # framing are read from it by the worker (they do not change once parsed), except
+            # ``length``, which http.client counts down as the body is read.
+            sink._put((HEAD, ex, perf_counter_ns(), self, self.length))
             if self.fp is not None:
                 self.fp = Tee(self.fp, sink, ex)  # type: ignore[assignment]
         except Exception as e:
