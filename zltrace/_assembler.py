@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any, Union
 
 from ._events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
+from ._json import js as _js
 from ._redact import Redactor
 
 Buffer = Union[bytes, memoryview]
@@ -100,26 +101,49 @@ class Dechunker:
 
 
 class Finished:
-    """One ended exchange: metadata for the line, and the body pieces for the writer."""
+    """One ended exchange, ready for the writer: JSON fragments, body pieces, figures."""
 
-    __slots__ = ("meta", "reads", "request_body", "response_body")
+    __slots__ = (
+        "error",
+        "id",
+        "logical",
+        "outcome",
+        "reads",
+        "request_body",
+        "request_json",
+        "response_body",
+        "response_json",
+        "timing",
+        "wall_ns",
+    )
 
     def __init__(
         self,
-        meta: dict[str, Any],
+        id: str,
+        logical: str,
+        wall_ns: int,
+        request_json: str,
         request_body: list[Buffer] | None,
+        response_json: str | None,
         response_body: list[Buffer] | None,
         reads: list[int] | None,
+        outcome: str,
+        error: dict[str, str] | None,
+        timing: tuple[int | None, int | None, int | None, int],
     ) -> None:
-        self.meta = meta
+        self.id = id
+        self.logical = logical
+        self.wall_ns = wall_ns
+        #: ``{"method":...,"complete":...`` -- the request object without body and brace.
+        self.request_json = request_json
         self.request_body = request_body
+        #: ``{"status":...,"framing":...`` -- the response object without body, reads, brace.
+        self.response_json = response_json
         self.response_body = response_body
         self.reads = reads  # flat [end_offset, t_ns, end_offset, t_ns, ...] of body arrivals
-
-    def body_bytes(self) -> int:
-        return sum(len(p) for p in self.request_body or ()) + sum(
-            len(p) for p in self.response_body or ()
-        )
+        self.outcome = outcome
+        self.error = error
+        self.timing = timing
 
 
 class _Open:
@@ -201,6 +225,7 @@ class Assembler:
         self._perf0 = perf0_ns
         self._redact = redactor
         self._secrets: list[str] = []
+        self._heads: dict[tuple[Any, ...], tuple[str, bool, bool, list[str]]] = {}
         self.bytes_held = 0
 
     @property
@@ -326,76 +351,101 @@ class Assembler:
     # -- building the record ---------------------------------------------------------------
 
     def _finish(self, ex: _Open, outcome: str, t_end: int) -> Finished:
-        req_meta, req_body = self._request(ex)
-        if ex.error is not None:
-            ex.error["message"] = self._scrub(ex.error["message"])
+        request_json, request_body = self._request(ex)
+        error = ex.error
+        if error is not None:
+            error["message"] = self._scrub(error["message"])
         t0 = ex.t0
-        wall_ns = self._wall0 + (t0 - self._perf0)
-        meta: dict[str, Any] = {
-            "v": 1,
-            "id": f"{self._run}.{ex.ex}",
-            "logical_id": f"{self._run}.{ex.logical}",
-            "started_at": wall_ns,
-            "request": req_meta,
-            "response": None,
-            "outcome": outcome,
-            "error": ex.error,
-            "timing": {
-                "request_sent": None if ex.sent_t is None else ex.sent_t - t0,
-                "headers_received": None if ex.head is None else ex.head[0] - t0,
-                "first_byte": ex.reads[1] if ex.reads else None,
-                "end": max(t_end, ex.last_t) - t0,
-            },
-        }
-        resp_body: list[Buffer] | None = None
-        reads: list[int] | None = None
+        response_json = None
         if ex.head is not None:
             _, status, reason, version, msg = ex.head
-            meta["response"] = {
-                "status": status,
-                "reason": reason,
-                "http_version": "HTTP/1.0" if version == 10 else "HTTP/1.1",
-                "headers": self._redact.pairs(_message_pairs(msg)),
-                "framing": ex.framing,
-            }
-            resp_body = ex.pieces
-            reads = ex.reads
-        return Finished(meta, req_body, resp_body, reads)
+            response_json = (
+                f'{{"status":{int(status)},"reason":{_js(str(reason))},'
+                f'"http_version":"{"HTTP/1.0" if version == 10 else "HTTP/1.1"}",'
+                f'"headers":{self._headers_json(_message_pairs(msg))},"framing":"{ex.framing}"'
+            )
+        return Finished(
+            f"{self._run}.{ex.ex}",
+            f"{self._run}.{ex.logical}",
+            self._wall0 + (t0 - self._perf0),
+            request_json,
+            request_body,
+            response_json,
+            ex.pieces if ex.head is not None else None,
+            ex.reads if ex.head is not None else None,
+            outcome,
+            error,
+            (
+                None if ex.sent_t is None else ex.sent_t - t0,
+                None if ex.head is None else ex.head[0] - t0,
+                ex.reads[1] if ex.reads else None,
+                max(t_end, ex.last_t) - t0,
+            ),
+        )
 
-    def _request(self, ex: _Open) -> tuple[dict[str, Any], list[Buffer] | None]:
+    def _headers_json(self, pairs: Iterable[tuple[str, str]]) -> str:
+        redact = self._redact
+        return (
+            "["
+            + ",".join(
+                [
+                    f"[{_js(n)},{_js(redact.fingerprint(v) if redact.is_secret(n) else v)}]"
+                    for n, v in pairs
+                ]
+            )
+            + "]"
+        )
+
+    def _request(self, ex: _Open) -> tuple[str, list[Buffer] | None]:
+        """The request's JSON fragment (without its body) and its body pieces."""
         sent = b"".join(ex.sent) if len(ex.sent) != 1 else ex.sent[0]
         end = sent.find(b"\r\n\r\n")
         head = sent if end < 0 else sent[:end]
+        # Most requests of a client repeat the same head: parse and encode each once.
+        key = (head, ex.scheme, ex.host, ex.port, end >= 0)
+        parsed = self._heads.get(key)
+        if parsed is None:
+            parsed = self._parse_head(ex, head, end >= 0)
+            if len(self._heads) >= 256:
+                self._heads.clear()
+            self._heads[key] = parsed
+        fragment, chunked, has_body, secrets = parsed
+        self._secrets = secrets
+        body: list[Buffer] | None = None
+        if end >= 0:
+            rest = memoryview(sent)[end + 4 :]
+            if chunked:
+                d = Dechunker()
+                d.feed(bytes(rest))
+                body = d.pieces
+            elif len(rest) or has_body:
+                body = [rest] if len(rest) else []
+        return fragment, body
+
+    def _parse_head(
+        self, ex: _Open, head: bytes, complete: bool
+    ) -> tuple[str, bool, bool, list[str]]:
         lines = head.split(b"\r\n")
         parts = lines[0].decode("latin-1").split(" ", 2) if lines and lines[0] else []
         # Before the header block is complete http.client has sent nothing: fall back to what
-        # putrequest() was given.
+        # _make_request() was given.
         method = parts[0] if parts else ex.method
         target = parts[1] if len(parts) > 1 else ex.target
         version = parts[2] if len(parts) > 2 else ""
         headers: list[tuple[str, str]] = []
-        for raw in lines[1:]:
+        for raw in lines[1:] if parts else ():
             name, _, value = raw.decode("latin-1").partition(":")
             headers.append((name, value.strip()))
-        framing_headers = {n.lower(): v for n, v in headers}
-        body: list[Buffer] | None = None
-        if end >= 0:
-            rest = memoryview(sent)[end + 4 :]
-            if "chunked" in framing_headers.get("transfer-encoding", "").lower():
-                d = Dechunker()
-                d.feed(bytes(rest))
-                body = d.pieces
-            elif len(rest) or "content-length" in framing_headers:
-                body = [rest] if len(rest) else []
-        self._secrets = [v for n, v in headers if v and self._redact.is_secret(n)]
-        meta = {
-            "method": method,
-            "url": self._url(ex, target),
-            "http_version": version,
-            "headers": self._redact.pairs(headers),
-            "complete": end >= 0,
-        }
-        return meta, body
+        lowered = {n.lower(): v for n, v in headers}
+        chunked = "chunked" in lowered.get("transfer-encoding", "").lower()
+        has_body = chunked or "content-length" in lowered
+        secrets = [v for n, v in headers if v and self._redact.is_secret(n)]
+        fragment = (
+            f'{{"method":{_js(method)},"url":{_js(self._url(ex, target))},'
+            f'"http_version":{_js(version)},"headers":{self._headers_json(headers)},'
+            f'"complete":{"true" if complete else "false"}'
+        )
+        return fragment, chunked, has_body, secrets
 
     def _scrub(self, message: str) -> str:
         """Keep credentials out of error messages (http.client quotes bad header values)."""

@@ -74,19 +74,10 @@ class TracedPoolMixin:
                 prev = conn._zl_ex
                 conn._zl_ex = ex
                 conn._zl_sink = tracer
+                pool: Any = self
+                start = perf_counter_ns()
                 tracer._put(
-                    (
-                        START,
-                        ex,
-                        prev,
-                        group,
-                        perf_counter_ns(),
-                        self.scheme,  # type: ignore[attr-defined]
-                        self.host,
-                        self.port,
-                        method,
-                        url,
-                    )  # type: ignore[attr-defined]
+                    (START, ex, prev, group, start, pool.scheme, pool.host, pool.port, method, url)
                 )
             except Exception as e:
                 capture_failed("pool.make_request", e)
