@@ -397,29 +397,32 @@ class Assembler:
         )
 
     def _request(self, ex: _Open) -> tuple[str, list[Buffer] | None]:
-        """The request's JSON fragment (without its body) and its body pieces."""
-        sent = b"".join(ex.sent) if len(ex.sent) != 1 else ex.sent[0]
-        end = sent.find(b"\r\n\r\n")
-        head = sent if end < 0 else sent[:end]
+        """The request's JSON fragment (without its body) and its body pieces.
+
+        The head is located without joining the body: a large upload stays the caller's
+        own ``bytes`` objects (sliced, never copied), so its size costs no GIL time here.
+        """
+        head, rest = _split_head(ex.sent)
+        complete = rest is not None
         # Most requests of a client repeat the same head: parse and encode each once.
-        key = (head, ex.scheme, ex.host, ex.port, end >= 0)
+        key = (head, ex.scheme, ex.host, ex.port, complete)
         parsed = self._heads.get(key)
         if parsed is None:
-            parsed = self._parse_head(ex, head, end >= 0)
+            parsed = self._parse_head(ex, head, complete)
             if len(self._heads) >= 256:
                 self._heads.clear()
             self._heads[key] = parsed
         fragment, chunked, has_body, secrets = parsed
         self._secrets = secrets
         body: list[Buffer] | None = None
-        if end >= 0:
-            rest = memoryview(sent)[end + 4 :]
+        if rest is not None:
             if chunked:
                 d = Dechunker()
-                d.feed(bytes(rest))
+                for piece in rest:
+                    d.feed(bytes(piece) if isinstance(piece, memoryview) else piece)
                 body = d.pieces
-            elif len(rest) or has_body:
-                body = [rest] if len(rest) else []
+            elif rest or has_body:
+                body = rest
         return fragment, body
 
     def _parse_head(
@@ -471,6 +474,25 @@ class Assembler:
 # http.client: "Invalid header value b'...'" / "Invalid header name b'...'"; the value may be
 # a credential whose header was never sent, so it cannot be matched by name.
 _HEADER_ERROR = re.compile(r"(Invalid header (?:value|name)) .*", re.DOTALL)
+
+
+def _split_head(sent: list[bytes]) -> tuple[bytes, list[Buffer] | None]:
+    """Split what was sent into the header block and the body pieces (None: no full head)."""
+    head = b""
+    for i, piece in enumerate(sent):
+        start = max(0, len(head) - 3)  # the blank line may straddle two pieces
+        head += piece
+        end = head.find(b"\r\n\r\n", start)
+        if end >= 0:
+            cut = end + 4 - (len(head) - len(piece))  # where the body starts in this piece
+            rest: list[Buffer] = []
+            if cut < len(piece):
+                rest.append(memoryview(piece)[cut:] if cut else piece)
+            rest.extend(sent[i + 1 :])
+            return head[:end], rest
+        if len(head) > 1 << 20:  # not an HTTP head; do not grow without bound
+            break
+    return head, None
 
 
 def _message_pairs(msg: Any) -> Iterable[tuple[str, str]]:
