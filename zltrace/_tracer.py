@@ -179,6 +179,7 @@ class Tracer:
             "events_processed": w.events if w else None,
             "worker_wakeups": w.wakeups if w else None,
             "worker_max_slice_ns": w.max_slice_ns if w else None,
+            "worker_catchups": w.catchups if w else None,
             "after_close_events": self._after_close_events,
             "capture_failures": sum(capture_failures().values()),
         }
