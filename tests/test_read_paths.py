@@ -25,6 +25,7 @@ from _server import (
     close,
     gzip_bytes,
     pause,
+    response,
     send,
 )
 from conftest import records
@@ -691,3 +692,26 @@ def test_property_random_body_and_splits(
     by_url = {ex.request.url: ex for ex in exs}
     check_exchange(by_url[srv.url + chunked_path], srv, chunked_path, body, "chunked")
     check_exchange(by_url[srv.url + length_path], srv, length_path, body, "length")
+
+
+def test_100_mb_body_streamed_is_byte_exact(tracer: zltrace.Tracer) -> None:
+    """A 100 MB body read with stream() is recorded byte-exact (checked by SHA-256)."""
+    import hashlib
+
+    body = bytes(range(256)) * (100 * 1024 * 1024 // 256)
+    with ScriptedServer([response(200, body)]) as srv:
+        pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+        r = pool.urlopen("GET", "/huge", preload_content=False)
+        got = hashlib.sha256()
+        n = 0
+        for chunk in r.stream(1 << 20):
+            got.update(chunk)
+            n += len(chunk)
+        r.release_conn()
+        pool.close()
+    assert n == len(body)
+    (ex,) = records(tracer)
+    assert ex.outcome == "complete"
+    assert ex.response is not None
+    assert hashlib.sha256(ex.response.raw_body).digest() == got.digest()
+    assert got.digest() == hashlib.sha256(body).digest()
