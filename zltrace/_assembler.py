@@ -437,7 +437,14 @@ class Assembler:
         version = parts[2] if len(parts) > 2 else ""
         headers: list[tuple[str, str]] = []
         for raw in lines[1:] if parts else ():
-            name, _, value = raw.decode("latin-1").partition(":")
+            text = raw.decode("latin-1")
+            if text[:1] in (" ", "\t") and headers:
+                # obs-fold: a continuation of the previous header's value (http.client lets
+                # it through); it must be redacted with that header, not stand on its own.
+                name, value = headers[-1]
+                headers[-1] = (name, f"{value} {text.strip()}")
+                continue
+            name, _, value = text.partition(":")
             headers.append((name, value.strip()))
         lowered = {n.lower(): v for n, v in headers}
         chunked = "chunked" in lowered.get("transfer-encoding", "").lower()

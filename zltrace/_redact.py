@@ -30,7 +30,7 @@ class Redactor:
         """Whether a header of this name is redacted."""
         hit = self._names.get(name)
         if hit is None:
-            hit = self._match(name.lower()) is not None
+            hit = self._match(name.strip().lower()) is not None
             if len(self._names) < 4096:
                 self._names[name] = hit
         return hit

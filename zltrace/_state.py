@@ -99,10 +99,10 @@ def _after_fork_in_child() -> None:
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     """Flush every tracer, then do what the handler we replaced would have done."""
     previous = _previous_handlers.get(signum, signal.SIG_DFL)
-    if signum == signal.SIGTERM or previous == signal.SIG_DFL:
-        close_all()
+    if previous == signal.SIG_DFL:
+        close_all()  # the process is about to die of this signal
     else:
-        flush_all()
+        flush_all()  # the app's handler decides; the final close is atexit's
     if callable(previous):
         previous(signum, frame)
     elif previous == signal.SIG_DFL:
@@ -122,7 +122,9 @@ def _install_hooks(signals: bool) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:
                 current = signal.getsignal(signum)
-                if current is None:  # installed from C; we cannot chain to it
+                if current is None or current == signal.SIG_IGN:
+                    # Installed from C (cannot chain to it), or ignored on purpose (and
+                    # inherited by exec'd children): leave it as it is.
                     continue
                 _previous_handlers[signum] = current
                 signal.signal(signum, _on_signal)

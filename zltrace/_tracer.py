@@ -49,6 +49,7 @@ class Tracer:
         # Re-entrant: a signal handler may close the tracer while the main thread is in close().
         self._lifecycle = threading.RLock()
         self._after_close_events = 0
+        self._dropped_events = 0
         self._setup()
         _state.register(self)
 
@@ -62,6 +63,7 @@ class Tracer:
             self._run, time.time_ns(), time.perf_counter_ns(), Redactor(cfg.redact_headers)
         )
         self._sync_lock = threading.Lock()
+        self._sync_owner: int | None = None
         self._put: Callable[[tuple[Any, ...]], None]
         self._worker: Worker | None = None
         self.mode = "standard"
@@ -78,6 +80,7 @@ class Tracer:
                 cfg.buffer_size,
                 cfg.flush_ms,
                 name=f"zltrace-worker-{stem}",
+                on_crash=self._worker_crashed,
             )
             try:
                 worker.start()
@@ -113,11 +116,19 @@ class Tracer:
         """Write every finished exchange to disk; True when all of them are written."""
         worker = self._worker
         if worker is not None:
+            if self._closed:
+                return worker.stop(timeout)  # closing or closed: wait for that to finish
             if not worker.alive:
                 return self._writer.pending == 0
             return worker.flush(timeout)
-        with self._sync_lock:
+        # Standard mode writes at the end of each exchange. Never wait for the lock: a signal
+        # handler may be running on the thread that holds it (in _sync_put).
+        if not self._sync_lock.acquire(blocking=False):
+            return self._writer.pending == 0
+        try:
             return self._writer.flush()
+        finally:
+            self._sync_lock.release()
 
     def close(self, timeout: float | None = None) -> bool:
         """Finish and write everything, close the files; idempotent. True if all was written.
@@ -126,19 +137,25 @@ class Tracer:
         close() is not recorded (and counted in ``stats()["after_close_events"]``).
         """
         with self._lifecycle:
-            if self._closed:
-                return True
+            already = self._closed
             self._closed = True
             self._put = self._after_close
-        _state.unregister(self)
         worker = self._worker
         if worker is not None:
-            if worker.alive:
-                return worker.stop(timeout)
+            # A second close() (a signal handler while the first one waits, atexit) waits
+            # for the same stop; the tracer stays registered until the stop is done.
+            ok = worker.stop(timeout) if worker.alive or not already else True
+            if not worker.thread.is_alive():
+                _state.unregister(self)
+            return ok and self._writer.records_lost == 0
+        if already:
+            return True
+        _state.unregister(self)
+        # Standard mode: if a signal handler interrupted _sync_put on this very thread, the
+        # lock is ours already and waiting would deadlock; in-flight exchanges then stay
+        # unwritten (finished ones were written when they ended).
+        if self._sync_owner == threading.get_ident():
             return False
-        # A timed acquire: a signal handler may run while this thread holds the lock in
-        # _sync_put. Standard mode writes at the end of each exchange, so nothing finished
-        # is pending then; only the in-flight exchanges would go unwritten.
         if not self._sync_lock.acquire(timeout=-1 if timeout is None else timeout):
             return False
         try:
@@ -181,6 +198,7 @@ class Tracer:
             "worker_max_slice_ns": w.max_slice_ns if w else None,
             "worker_catchups": w.catchups if w else None,
             "after_close_events": self._after_close_events,
+            "dropped_events": self._dropped_events,
             "capture_failures": sum(capture_failures().values()),
         }
 
@@ -202,12 +220,16 @@ class Tracer:
         """Standard mode: handle the event on the caller thread, write at the exchange's end."""
         try:
             with self._sync_lock:
-                out: list[Finished] = []
-                self._assembler.handle(ev, out)
-                if out:
-                    for f in out:
-                        self._writer.add(f)
-                    self._writer.flush()
+                self._sync_owner = threading.get_ident()
+                try:
+                    out: list[Finished] = []
+                    self._assembler.handle(ev, out)
+                    if out:
+                        for f in out:
+                            self._writer.add(f)
+                        self._writer.flush()
+                finally:
+                    self._sync_owner = None
         except Exception as exc:
             from ._events import capture_failed
 
@@ -215,6 +237,14 @@ class Tracer:
 
     def _after_close(self, ev: tuple[Any, ...]) -> None:
         self._after_close_events += 1
+
+    def _dropped(self, ev: tuple[Any, ...]) -> None:
+        self._dropped_events += 1
+
+    def _worker_crashed(self) -> None:
+        """The worker died (a bug of ours): stop queueing, so the app's memory cannot grow."""
+        self._put = self._dropped
+        self._writer.records_lost += self._writer.pending + self._assembler.open_count
 
     def _after_fork_in_child(self) -> None:
         """The child gets its own file and worker; the parent's queue is left behind."""

@@ -40,7 +40,7 @@ import queue
 import threading
 import time
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, Callable
 
 from ._assembler import Assembler, Finished
 from ._writer import TraceWriter
@@ -67,6 +67,7 @@ class Worker:
         buffer_size: int,
         flush_ms: int,
         name: str,
+        on_crash: Callable[[], None] | None = None,
     ) -> None:
         self._q = q
         self._asm = assembler
@@ -80,6 +81,10 @@ class Worker:
         self.max_slice_ns = 0
         self.catchups = 0
         self.crashed: str | None = None
+        self.errors = 0  # events or exchanges our own code failed on (dropped, counted)
+        self._on_crash = on_crash
+        self._stop_sent = False
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -95,12 +100,16 @@ class Worker:
         return done.wait(timeout) and self._writer.pending == 0
 
     def stop(self, timeout: float | None) -> bool:
-        done = threading.Event()
-        self._q.put((STOP, done))
-        ok = done.wait(timeout)
+        """Ask the thread to write everything and end (once); wait for it, from any caller."""
+        if not self._stop_sent:
+            self._stop_sent = True
+            self._q.put((STOP, self.stopped))
+        if not self.thread.is_alive() and not self.stopped.is_set():
+            return False  # crashed before it could stop
+        ok = self.stopped.wait(timeout)
         if ok:
             self.thread.join(timeout)
-        return ok and self._writer.records_lost == 0
+        return ok
 
     # -- the thread --------------------------------------------------------------------------
 
@@ -110,6 +119,9 @@ class Worker:
         except BaseException as exc:  # pragma: no cover - a bug of ours; keep the app alive
             self.crashed = repr(exc)
             log.critical("zltrace worker crashed; tracing stopped", exc_info=True)
+            if self._on_crash is not None:
+                self._on_crash()
+            self.stopped.set()
 
     def _loop(self) -> None:
         q = self._q
@@ -144,13 +156,19 @@ class Worker:
                 if kind == STOP:
                     asm.finish_all(perf_counter_ns(), out)
                     self._finish(out)
-                    self._writer.close()
+                    try:
+                        self._writer.close()
+                    except OSError:
+                        self._error("close")
                     ev[1].set()
                     return True
                 self._flush()
                 ev[1].set()
                 continue
-            asm.handle(ev, out)
+            try:
+                asm.handle(ev, out)
+            except Exception:
+                self._error("event")
             self.events += 1
             now = perf_counter_ns()
             if out:
@@ -176,13 +194,27 @@ class Worker:
     def _finish(self, out: list[Finished]) -> None:
         writer = self._writer
         for f in out:
-            writer.add(f)
+            try:
+                writer.add(f)
+            except Exception:
+                self._error("record")
+                writer.records_lost += 1
+                continue
             self.exchanges += 1
             if self._oldest is None:
                 self._oldest = perf_counter_ns()
             if writer.pending >= self._buffer_size:
                 self._flush()
         out.clear()
+
+    def _error(self, what: str) -> None:
+        self.errors += 1
+        if self.errors == 1:
+            log.error(
+                "zltrace worker: a %s failed and was dropped (further ones counted)",
+                what,
+                exc_info=True,
+            )
 
     def _flush(self) -> None:
         if self._writer.flush():

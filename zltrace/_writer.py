@@ -20,6 +20,7 @@ worker: at ``buffer_size`` records or after ``flush_ms``). Directory 0700, files
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -176,7 +177,10 @@ class TraceWriter:
             f'"outcome":"{f.outcome}","error":{error},"timing":{{"request_sent":{_n(sent)},'
             f'"headers_received":{_n(head)},"first_byte":{_n(first)},"end":{end}}}}}\n'
         )
-        self._lines.append(line.encode("utf-8", "surrogateescape"))
+        # Lone surrogates (from surrogateescape'd names or odd exception messages) can only be
+        # inside JSON strings here; backslashreplace turns them into \udXXX escapes, which
+        # keeps the line valid UTF-8 and valid JSON.
+        self._lines.append(line.encode("utf-8", "backslashreplace"))
 
     # -- output ------------------------------------------------------------------------------
 
@@ -219,11 +223,10 @@ class TraceWriter:
             self._lines.clear()
         for fd in (self._fd, self._side_fd):
             if fd is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.fsync(fd)
-                except OSError:
-                    pass
-                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         self._fd = self._side_fd = None
 
 
