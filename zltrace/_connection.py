@@ -101,6 +101,8 @@ class TracedConnectionMixin:
                     if not block:
                         return
                     self.send(block.encode("iso-8859-1") if text else block)
+            elif isinstance(data, str):
+                super().send(data)  # type: ignore[misc] # http.client raises its TypeError
             else:
                 try:
                     chunks = iter(data)

@@ -250,5 +250,6 @@ class Tracer:
         """The child gets its own file and worker; the parent's queue is left behind."""
         if self._closed:
             return
+        self._writer.abandon()  # the parent's files: the parent writes them, not us
         self._lifecycle = threading.RLock()
         self._setup()

@@ -209,6 +209,15 @@ class TraceWriter:
                 "zltrace: %s failed for %s: %s (records are kept and retried)", what, self.path, exc
             )
 
+    def abandon(self) -> None:
+        """Close the descriptors without writing (a forked child leaving the parent's files)."""
+        for fd in (self._fd, self._side_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._side_fd = None
+        self._lines = []
+
     def close(self) -> None:
         """Flush, fsync and close both files; lines that still cannot be written are lost
         (counted in ``records_lost`` and logged)."""
