@@ -15,7 +15,6 @@ from ._version import __version__
 from .config import DEFAULT_REDACT_HEADERS, Config
 from .exceptions import (
     ConfigError,
-    TraceFormatError,
     UnsupportedTargetError,
     ZltraceError,
     ZltraceWarning,
@@ -30,7 +29,6 @@ __all__ = [
     "Request",
     "Response",
     "Timing",
-    "TraceFormatError",
     "Tracer",
     "UnsupportedTargetError",
     "ZltraceError",

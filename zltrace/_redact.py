@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 
 class Redactor:
@@ -39,12 +39,8 @@ class Redactor:
         """The replacement for a secret value."""
         fp = self._seen.get(value)
         if fp is None:
-            digest = hmac.new(self._key, value.encode("utf-8", "surrogateescape"), hashlib.sha256)
+            digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256)
             fp = f"<redacted sha256:{digest.hexdigest()[:12]}>"
             if len(self._seen) < 1024:
                 self._seen[value] = fp
         return fp
-
-    def pairs(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        """Headers in order, secrets replaced."""
-        return [(n, self.fingerprint(v) if self.is_secret(n) else v) for n, v in headers]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
-    "TraceFormatError",
     "UnsupportedTargetError",
     "ZltraceError",
     "ZltraceWarning",
@@ -21,10 +20,6 @@ class ZltraceError(Exception):
 
 class ConfigError(ZltraceError, ValueError):
     """A configuration value passed in code is invalid (the message names the field and value)."""
-
-
-class TraceFormatError(ZltraceError, ValueError):
-    """A trace file cannot be read at all (not a zltrace trace, or an unsupported version)."""
 
 
 class UnsupportedTargetError(ZltraceError, TypeError):
