@@ -139,27 +139,25 @@ def test_good_env_gives_no_warning() -> None:
         assert zltrace.Config.from_env({}) == zltrace.Config()
 
 
-def test_cli_config_shows_sources_and_check_fails_on_bad_values() -> None:
-    """`python -m zltrace config` lists values and sources; --check exits 2 on a bad value."""
-    env = {"ZLTRACE_FLUSH_MS": "25", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
+def _config_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "zltrace", "config", "--check"],
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_cli_config_shows_sources_and_check_fails_on_bad_values() -> None:
+    """`python -m zltrace config` lists values and sources; --check exits 2 on a bad value."""
+    env = {"ZLTRACE_FLUSH_MS": "25", "PATH": "/usr/bin:/bin"}
+    out = _config_check(env)
     assert out.returncode == 0, out.stderr
     assert "flush_ms" in out.stdout
     assert "ZLTRACE_FLUSH_MS" in out.stdout
     env["ZLTRACE_BUFFER_SIZE"] = "-3"
-    out = subprocess.run(
-        [sys.executable, "-m", "zltrace", "config", "--check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = _config_check(env)
     assert out.returncode == 2
     assert "ZLTRACE_BUFFER_SIZE='-3'" in out.stderr
 

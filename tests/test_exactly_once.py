@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -343,17 +343,22 @@ def test_read_timeout_is_error(any_tracer: zltrace.Tracer, where: str) -> None:
 # -- the tracer closes ------------------------------------------------------------------------
 
 
-def test_tracer_closed_mid_stream_is_incomplete(any_tracer: zltrace.Tracer) -> None:
-    """Closing the tracer mid-stream writes "incomplete" with the partial body; the app goes on."""
+def _close_tracer_mid_stream(tracer: zltrace.Tracer, read_rest: Callable[[Any], bytes]) -> None:
+    """Read 2000 bytes of BODY, close the tracer, then let the app read the rest."""
     gate = threading.Event()
     steps = [send(head(len(BODY)) + BODY[:2000]), wait_for(gate), send(BODY[2000:])]
-    with ScriptedServer([steps]) as srv, traced_pool(srv, any_tracer) as pool:
+    with ScriptedServer([steps]) as srv, traced_pool(srv, tracer) as pool:
         r = pool.request("GET", "/stream", preload_content=False)
         assert r.read(2000) == BODY[:2000]
-        assert any_tracer.close(timeout=10)
+        assert tracer.close(timeout=10)
         gate.set()
-        assert r.read() == BODY[2000:]
+        assert read_rest(r) == BODY[2000:]
         r.release_conn()
+
+
+def test_tracer_closed_mid_stream_is_incomplete(any_tracer: zltrace.Tracer) -> None:
+    """Closing the tracer mid-stream writes "incomplete" with the partial body; the app goes on."""
+    _close_tracer_mid_stream(any_tracer, lambda r: r.read())
     ex = only(list(zltrace.read(any_tracer.path)))
     assert ex.outcome == "incomplete"
     assert ex.response is not None and ex.response.raw_body == BODY[:2000]
@@ -361,15 +366,7 @@ def test_tracer_closed_mid_stream_is_incomplete(any_tracer: zltrace.Tracer) -> N
 
 def test_reads_after_close_are_not_queued(any_tracer: zltrace.Tracer) -> None:
     """Reads of a stream still in flight at close() count as after-close events, not queued."""
-    gate = threading.Event()
-    steps = [send(head(len(BODY)) + BODY[:2000]), wait_for(gate), send(BODY[2000:])]
-    with ScriptedServer([steps]) as srv, traced_pool(srv, any_tracer) as pool:
-        r = pool.request("GET", "/stream", preload_content=False)
-        assert r.read(2000) == BODY[:2000]
-        assert any_tracer.close(timeout=10)
-        gate.set()
-        assert b"".join(r.stream(1024)) == BODY[2000:]
-        r.release_conn()
+    _close_tracer_mid_stream(any_tracer, lambda r: b"".join(r.stream(1024)))
     stats = any_tracer.stats()
     assert stats["after_close_events"] > 0
     assert stats["queue_depth"] == 0

@@ -31,7 +31,7 @@ Buffer = Union[bytes, memoryview]
 class Dechunker:
     """Incremental parser of HTTP/1.1 chunked framing; collects the payload as slices."""
 
-    __slots__ = ("crlf_left", "done", "error", "left", "line", "pieces", "size", "state")
+    __slots__ = ("crlf_left", "done", "error", "left", "line", "pieces", "state")
 
     SIZE, DATA, CRLF, TRAILER, DONE = range(5)
 
@@ -41,7 +41,6 @@ class Dechunker:
         self.left = 0
         self.crlf_left = 0
         self.pieces: list[Buffer] = []
-        self.size = 0
         self.done = False
         self.error: str | None = None
 
@@ -96,7 +95,6 @@ class Dechunker:
                 else:
                     self.state = self.DATA
                     self.left = size
-        self.size += got
         return got
 
 

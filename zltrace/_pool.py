@@ -21,18 +21,52 @@ from typing import TYPE_CHECKING, Any
 from urllib3 import PoolManager
 from urllib3.connectionpool import HTTPConnectionPool
 
-from ._connection import (
-    TracedConnectionMixin,
-    enter_group,
-    leave_group,
-    logical,
-    traced_connection_class,
-)
+from ._connection import TracedConnectionMixin, traced_connection_class
 from ._events import ERROR, START, capture_failed, exchange_ids
 from .exceptions import UnsupportedTargetError
 
 if TYPE_CHECKING:
     from ._tracer import Tracer
+
+
+#: Per thread: the logical request the current ``urlopen`` belongs to (``id``: None outside
+#: one, 0 inside one before its first attempt, else the first attempt's exchange number), and
+#: ``handoff``: set by a traced PoolManager just before it calls a pool's ``urlopen``.
+class _Logical(threading.local):
+    # Class-level defaults: a missing attribute on a threading.local costs an exception.
+    id: int | None = None
+    handoff = False
+
+
+logical = _Logical()
+
+
+def enter_group(retries: Any, from_manager: bool = False) -> tuple[bool, Any]:
+    """Decide whether this ``urlopen`` opens a new logical request; returns (opened, saved).
+
+    A call continues the current group only when urllib3 itself made it: a retry or a
+    redirect (its ``Retry`` has a history) or a traced PoolManager handing the request to a
+    pool. Any other call -- e.g. one made from inside a body generator -- is a new request.
+    """
+    current = logical.id
+    handoff = logical.handoff
+    if handoff:
+        logical.handoff = False
+    if current is not None and (handoff or getattr(retries, "history", None)):
+        if from_manager:
+            logical.handoff = True
+        return False, None
+    logical.id = 0
+    if from_manager:
+        logical.handoff = True
+    return True, current
+
+
+def leave_group(opened: bool, saved: Any) -> None:
+    """Undo :func:`enter_group`."""
+    logical.handoff = False
+    if opened:
+        logical.id = saved
 
 
 # Logical requests: every attempt (retry, redirect) is an exchange of its own; attempts of

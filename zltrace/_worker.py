@@ -21,16 +21,16 @@ How each hold is kept short:
 3. Nothing proportional to body size holds the GIL: the assembler keeps references and
    ``memoryview`` slices, never joins; bodies over ``INLINE_MAX`` go to the side file with
    ``os.writev``, which releases the GIL while the kernel copies. The largest hold left is
-   encoding one line with an inline body of at most 16 KiB (~25 us measured).
+   encoding one line with an inline body of at most 4 KiB (~11 us measured).
 
 Measured with ``python -m zltrace bench`` (2-core VM, CPython 3.11, urllib3 2.7; traced minus
-bare, interleaved on one loopback server): 1 KB bodies +8.2 us at p50; the writer persisted
-343 MB/s of 256 KB bodies while the caller's p50 added latency stayed at +5.6 us; a 10-minute
-full-speed soak held RSS at +9.8 MB over the untraced run with 0 of 1.89 M exchanges lost.
-What this design does not yet achieve is the tail: a caller that needs the GIL during a
-slice waits for it, so 1 KB p99 is +216 us (bare-vs-bare noise floor p99: 83 us), and the
-worker costs ~43 us of CPU per 1 KB exchange in situ against ~15 us replayed alone (the rest
-is GIL hand-offs). ``bench/README.md`` has the full table.
+bare, interleaved on one loopback server; last run of the session): 1 KB bodies +6.7 us at
+p50; the writer persisted 326 MB/s of 256 KB bodies while the caller's p50 added latency
+stayed at +10.3 us; a 10-minute full-speed soak held RSS at +9.8 MB over the untraced run
+with 0 of 1.89 M exchanges lost. What this design does not yet achieve is the tail: a caller
+that needs the GIL during a slice waits for it, so 1 KB p99 is +144 us (bare-vs-bare noise
+floor p99: 43 us), and the worker costs ~55 us of CPU per 1 KB exchange in situ against
+~15 us replayed alone (the rest is GIL hand-offs). ``bench/README.md`` has the full table.
 """
 
 from __future__ import annotations
