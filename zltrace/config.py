@@ -108,6 +108,10 @@ class Config:
     )
     #: Flush on SIGTERM/SIGINT (chained to the handlers already installed), main thread only.
     handle_signals: bool = attrs.field(default=True, validator=_check_bool)
+    #: Attempts of a failed batch write before it goes to the dead-letter file.
+    write_retries: int = attrs.field(default=5, validator=_check_int(0, 100))
+    #: First retry delay (milliseconds); doubled per attempt (capped at 5 s), jittered +-25%.
+    retry_backoff_ms: int = attrs.field(default=100, validator=_check_int(1, 60_000))
 
     def evolve(self, **changes: Any) -> Config:
         """Return a copy with ``changes`` applied (validated like the constructor)."""
@@ -210,6 +214,13 @@ _ENV: dict[str, tuple[str, str | None, Callable[[str], Any], str]] = {
         "comma-separated header names or patterns; -name removes a default",
     ),
     "handle_signals": ("ZLTRACE_HANDLE_SIGNALS", None, _parse_bool, "a boolean"),
+    "write_retries": ("ZLTRACE_WRITE_RETRIES", None, _parse_int, "an integer from 0 to 100"),
+    "retry_backoff_ms": (
+        "ZLTRACE_RETRY_BACKOFF_MS",
+        None,
+        _parse_int,
+        "milliseconds, an integer from 1 to 60000",
+    ),
 }
 
 ENV_NAMES: dict[str, Sequence[str]] = {
