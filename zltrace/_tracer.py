@@ -20,7 +20,7 @@ from ._events import capture_failures
 from ._pool import wrap_target
 from ._redact import Redactor
 from ._worker import Worker
-from ._writer import TraceWriter
+from ._writer import Opener, TraceWriter
 from .config import Config
 from .exceptions import ConfigError, ZltraceWarning
 
@@ -38,12 +38,15 @@ class Tracer:
     are written synchronously at the end of each exchange.
     """
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, *, opener: Opener = os.open) -> None:
         if config is None:
             config = Config.from_env()
         elif not isinstance(config, Config):
             raise ConfigError(f"Tracer(config=...) must be a zltrace.Config, got {config!r}")
         self.config = config
+        #: How trace files are opened (``os.open``'s signature): a seam for tests and for
+        #: hosts that must route file creation through their own code.
+        self._opener = opener
         self._dir = os.path.abspath(config.dir)
         self._closed = False
         # Re-entrant: a signal handler may close the tracer while the main thread is in close().
@@ -58,7 +61,14 @@ class Tracer:
         self._run = secrets.token_hex(4)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         stem = f"zltrace-{stamp}-{os.getpid()}-{next(_seq)}"
-        self._writer = TraceWriter(self._dir, stem)
+        self._writer = TraceWriter(
+            self._dir,
+            stem,
+            self._opener,
+            retries=cfg.write_retries,
+            backoff_ms=cfg.retry_backoff_ms,
+            memory_limit=cfg.memory_pool_size,
+        )
         self._assembler = Assembler(
             self._run, time.time_ns(), time.perf_counter_ns(), Redactor(cfg.redact_headers)
         )
@@ -193,6 +203,13 @@ class Tracer:
             "batches_written": writer.batches,
             "write_errors": writer.write_errors,
             "last_write_error": writer.last_error,
+            "write_retries": writer.retries,
+            "dead_lettered_batches": writer.dead_lettered_batches,
+            "dead_lettered_records": writer.dead_lettered_records,
+            "redriven_records": writer.redriven_records,
+            "writer_mode": writer.mode,
+            "degradations": writer.degradations,
+            "files_recreated": writer.files_recreated,
             "events_processed": w.events if w else None,
             "worker_wakeups": w.wakeups if w else None,
             "worker_max_slice_ns": w.max_slice_ns if w else None,

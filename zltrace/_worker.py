@@ -129,7 +129,9 @@ class Worker:
         while True:
             timeout = None
             if self._oldest is not None:
-                timeout = max(0.0, (self._oldest + self._flush_ns - perf_counter_ns()) / 1e9)
+                # The next flush, or the writer's next retry when it is backing off.
+                due = max(self._oldest + self._flush_ns, self._writer.retry_at)
+                timeout = max(0.0, (due - perf_counter_ns()) / 1e9)
             try:
                 first = get(timeout=timeout)
             except queue.Empty:
@@ -162,7 +164,7 @@ class Worker:
                         self._error("close")
                     ev[1].set()
                     return True
-                self._flush()
+                self._flush(force=True)
                 ev[1].set()
                 continue
             try:
@@ -216,9 +218,9 @@ class Worker:
                 exc_info=True,
             )
 
-    def _flush(self) -> None:
-        if self._writer.flush():
+    def _flush(self, force: bool = False) -> None:
+        # On failure the writer keeps the records and schedules its retry (``retry_at``).
+        if self._writer.flush(force):
             self._oldest = None
-        elif self._oldest is not None:
-            # Keep the records; try again one flush interval from now.
+        elif self._oldest is None:
             self._oldest = perf_counter_ns()

@@ -15,6 +15,29 @@ JSON Schema): a JSON Lines file, one exchange per line, plus a side file of raw 
 
 Lines are buffered and written in batches by the caller of :meth:`TraceWriter.flush` (the
 worker: at ``buffer_size`` records or after ``flush_ms``). Directory 0700, files 0600.
+
+When writing fails (full disk, I/O error, a directory that vanished or turned read-only), no
+record is dropped while there is anywhere to keep it:
+
+1. The batch stays buffered and is retried with exponential backoff (``retry_backoff_ms``
+   doubled per attempt, capped at ``MAX_BACKOFF_NS``, +-25% jitter so that many processes on
+   one full disk do not retry in step). A write that failed half-way is cut back
+   (``ftruncate``) to the last whole line, so a retry never glues a torn line to a good one.
+2. After ``write_retries`` failed attempts the batch goes to the dead-letter file
+   ``<stem>.deadletter.jsonl`` beside the trace (same format, so ``zltrace.read`` of the
+   directory sees it) and later batches try the normal path again.
+3. If the dead-letter file cannot be written either, the lines stay in memory ("memory"
+   mode), up to ``memory_limit`` bytes; beyond that the oldest are dropped, counted in
+   ``records_lost`` and logged -- the one place where records can be lost.
+4. After two batches in a row had to be dead-lettered the writer writes each line on its own
+   ("immediate" mode, the spec's fallback): a failure then keeps only the lines not yet
+   written. One successful batch returns it to "batched".
+5. When a write to the trace succeeds again, lines kept in memory and the dead-letter file
+   are re-driven into the trace (the dead-letter file is removed once copied).
+
+A trace file removed under the writer (its directory deleted, log rotation) is noticed by
+``st_nlink == 0`` before each batch and re-created, rather than written into a deleted inode.
+Each change of mode is logged once at WARNING (later repeats at DEBUG) and counted.
 """
 
 from __future__ import annotations
@@ -24,7 +47,10 @@ import contextlib
 import json
 import logging
 import os
+import random
+import stat
 import sys
+import time
 from array import array
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -43,6 +69,10 @@ log = logging.getLogger("zltrace")
 INLINE_MAX = 4 * 1024
 INLINE_READS = 256
 _IOV_MAX = 1024
+MAX_BACKOFF_NS = 5_000_000_000
+#: Consecutive dead-lettered batches after which lines are written one at a time.
+DEGRADE_AFTER = 2
+_COPY_BLOCK = 1 << 20
 
 Opener = Callable[[str, int, int], int]
 
@@ -70,26 +100,58 @@ def _write_all(fd: int, buffers: Sequence[Buffer]) -> int:
 class TraceWriter:
     """One trace file and its side file; created on first use."""
 
-    def __init__(self, directory: str, stem: str, opener: Opener = os.open) -> None:
+    def __init__(
+        self,
+        directory: str,
+        stem: str,
+        opener: Opener = os.open,
+        *,
+        retries: int = 5,
+        backoff_ms: int = 100,
+        memory_limit: int = 10 * 1024 * 1024,
+        clock: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
         self.directory = directory
         self.path = os.path.join(directory, stem + ".jsonl")
         self.side_name = stem + ".bodies"
         self.side_path = os.path.join(directory, self.side_name)
+        self.dead_path = os.path.join(directory, stem + ".deadletter.jsonl")
         self._open = opener
+        self._clock = clock
+        self._retries = retries
+        self._backoff_ns = backoff_ms * 1_000_000
+        self.memory_limit = memory_limit
         self._fd: int | None = None
+        self._size = 0  # where the last whole line of the trace file ends
+        self._torn = False  # a failed append left part of a line that could not be cut
         self._side_fd: int | None = None
         self._side_off = 0
         self._lines: list[bytes] = []
+        self._held: list[bytes] = []  # lines neither the trace nor the dead-letter file took
+        self.pending_bytes = 0  # bytes of _lines and _held
+        self._attempts = 0  # failed attempts of the current batch
+        self.retry_at = 0  # clock value before which the batch is not tried again
+        self._dead_records = 0  # records in the dead-letter file, not yet re-driven
+        self._dead_streak = 0
+        self.mode = "batched"
+        self._modes_logged: set[str] = set()
         self.records_written = 0
         self.bytes_written = 0
         self.batches = 0
         self.write_errors = 0
+        self.retries = 0
+        self.dead_lettered_batches = 0
+        self.dead_lettered_records = 0
+        self.redriven_records = 0
+        self.degradations = 0
+        self.files_recreated = 0
         self.records_lost = 0
         self.last_error: str | None = None
 
     @property
     def pending(self) -> int:
-        return len(self._lines)
+        """Records not yet in the trace file or the dead-letter file."""
+        return len(self._lines) + len(self._held)
 
     # -- files -------------------------------------------------------------------------------
 
@@ -98,18 +160,35 @@ class TraceWriter:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
 
     def _main_fd(self) -> int:
-        if self._fd is None:
+        fd = self._fd
+        if fd is not None and os.fstat(fd).st_nlink == 0:
+            # Removed under us: writing on would put the records into a deleted inode.
+            self._fd = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            self.files_recreated += 1
+            self._note_mode("recreated", f"{self.path} was removed; writing a new file there")
+            fd = None
+        if fd is None:
             self._ensure_dir()
-            self._fd = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        return self._fd
+            fd = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._size = os.fstat(fd).st_size
+            self._fd = fd
+        return fd
 
     def _side(self) -> int:
-        if self._side_fd is None:
+        fd = self._side_fd
+        if fd is not None and os.fstat(fd).st_nlink == 0:
+            self._side_fd = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            fd = None
+        if fd is None:
             self._ensure_dir()
             fd = self._open(self.side_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self._side_off = os.fstat(fd).st_size
             self._side_fd = fd
-        return self._side_fd
+        return fd
 
     def _side_write(self, buffers: Sequence[Buffer]) -> int:
         """Append to the side file; return the offset where the data starts."""
@@ -181,26 +260,172 @@ class TraceWriter:
         # Lone surrogates (from surrogateescape'd names or odd exception messages) can only be
         # inside JSON strings here; backslashreplace turns them into \udXXX escapes, which
         # keeps the line valid UTF-8 and valid JSON.
-        self._lines.append(line.encode("utf-8", "backslashreplace"))
+        data = line.encode("utf-8", "backslashreplace")
+        self._lines.append(data)
+        self.pending_bytes += len(data)
 
     # -- output ------------------------------------------------------------------------------
 
-    def flush(self) -> bool:
-        """Write the buffered lines; on failure keep them for the next try and return False."""
-        if not self._lines:
-            return True
-        data = b"".join(self._lines)
+    def flush(self, force: bool = False) -> bool:
+        """Write the buffered lines; True when nothing is left pending.
+
+        On failure the lines are kept and the next attempt is scheduled (``retry_at``);
+        before then a flush returns False without trying, unless ``force``.
+        """
+        lines = self._lines
+        if not lines:
+            if (self._held or self._dead_records) and (force or self._clock() >= self.retry_at):
+                self._redrive()
+            return not self._held
+        if not force and self._clock() < self.retry_at:
+            return False
         try:
-            fd = self._main_fd()
-            _write_all(fd, [data])
+            self._write_lines(lines)
         except OSError as exc:
             self._failed("trace write", exc)
+            self._attempts += 1
+            if self._attempts > self._retries:
+                self._dead_letter()
+            else:
+                self.retries += 1
+                delay = min(self._backoff_ns << (self._attempts - 1), MAX_BACKOFF_NS)
+                self.retry_at = self._clock() + int(delay * (0.75 + random.random() / 2))
             return False
-        self.records_written += len(self._lines)
-        self.bytes_written += len(data)
+        self._attempts = 0
+        self.retry_at = 0
+        self._dead_streak = 0
+        if self.mode == "immediate":
+            self._set_mode("batched", "writes work again; batching resumed")
+        if self._held or self._dead_records:
+            self._redrive()
+        return not self._held
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        """Write ``lines`` to the trace file (removing each from the list once written)."""
+        if self.mode == "immediate":
+            while lines:
+                self._append([lines[0]])
+                self._done(lines[:1])
+                del lines[0]
+            return
+        self._append(lines)
+        self._done(lines)
+        lines.clear()
+
+    def _done(self, lines: list[bytes]) -> None:
+        n = sum(len(x) for x in lines)
+        self.pending_bytes -= n
+        self.records_written += len(lines)
+        self.bytes_written += n
         self.batches += 1
-        self._lines.clear()
-        return True
+
+    def _append(self, lines: Sequence[bytes]) -> None:
+        """Append whole lines to the trace file, or leave it as it was (cut back on failure)."""
+        fd = self._main_fd()
+        if self._torn:
+            # A torn end that could not be cut back: end it, so it is one bad line of its
+            # own (the reader skips it with a warning) and not glued to the next good one.
+            self._size += _write_all(fd, [b"\n"])
+            self._torn = False
+        try:
+            self._size += _write_all(fd, lines)
+        except OSError:
+            self._torn = not _cut_back(fd, self._size)
+            # Reopen for the next attempt: the descriptor itself may be what is broken (a
+            # file on a filesystem that was remounted or went away).
+            self._fd = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+
+    def _dead_letter(self) -> None:
+        lines = self._lines
+        self._attempts = 0
+        self.retry_at = 0
+        self._dead_streak += 1
+        try:
+            fd = self._open(self.dead_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    _write_all(fd, lines)
+                except OSError:
+                    _cut_back(fd, size)
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._failed("dead-letter write", exc)
+            self._held.extend(lines)
+            lines.clear()
+            self._set_mode("memory", "neither the trace nor the dead-letter file can be written")
+            self._trim_held()
+            return
+        self.dead_lettered_batches += 1
+        self.dead_lettered_records += len(lines)
+        self._dead_records += len(lines)
+        self.pending_bytes -= sum(len(x) for x in lines)
+        lines.clear()
+        if self._dead_streak >= DEGRADE_AFTER and self.mode == "batched":
+            self._set_mode("immediate", "batched writes keep failing; writing record by record")
+
+    def _trim_held(self) -> None:
+        """Keep the lines held in memory within ``memory_limit``: drop (and count) the oldest."""
+        held = self._held
+        drop = 0
+        while held[drop:] and self.pending_bytes > self.memory_limit:
+            self.pending_bytes -= len(held[drop])
+            drop += 1
+        if drop:
+            del held[:drop]
+            self.records_lost += drop
+            log.critical(
+                "zltrace: %d records dropped: the disk is unwritable (%s) and the memory "
+                "budget (%d bytes) is full (%d lost so far)",
+                drop,
+                self.last_error,
+                self.memory_limit,
+                self.records_lost,
+            )
+
+    def _redrive(self) -> None:
+        """Copy what the dead-letter file and memory hold into the trace, now that it works."""
+        try:
+            if self._held:
+                self._append(self._held)
+                self._done(self._held)
+                self.redriven_records += len(self._held)
+                self._held.clear()
+            if self._dead_records:
+                self._copy_dead_letter()
+        except OSError as exc:
+            self._failed("re-drive", exc)
+            self.retry_at = self._clock() + self._backoff_ns
+            return
+        if self.mode == "memory":
+            self._set_mode("batched", "writes work again; held records re-driven")
+
+    def _copy_dead_letter(self) -> None:
+        fd = os.open(self.dead_path, os.O_RDONLY)
+        try:
+            while True:
+                block = os.read(fd, _COPY_BLOCK)
+                if not block:
+                    break
+                self._append([block])
+                self.bytes_written += len(block)
+        finally:
+            os.close(fd)
+        # Every line is in the trace now; a crash before the unlink leaves duplicates, which
+        # read back as the same ids (documented), never as lost records.
+        try:
+            os.unlink(self.dead_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.truncate(self.dead_path, 0)
+        self.redriven_records += self._dead_records
+        self.records_written += self._dead_records
+        self._dead_records = 0
 
     def _failed(self, what: str, exc: OSError) -> None:
         self.write_errors += 1
@@ -210,6 +435,22 @@ class TraceWriter:
                 "zltrace: %s failed for %s: %s (records are kept and retried)", what, self.path, exc
             )
 
+    def _set_mode(self, mode: str, why: str) -> None:
+        if mode == self.mode:
+            return
+        if mode != "batched":
+            self.degradations += 1
+        self.mode = mode
+        self._note_mode(mode, why)
+
+    def _note_mode(self, mode: str, why: str) -> None:
+        if mode in self._modes_logged:
+            level = logging.DEBUG
+        else:
+            level = logging.INFO if mode == "batched" else logging.WARNING
+        self._modes_logged.add(mode)
+        log.log(level, "zltrace: writer %s: %s (%s)", mode, why, self.path)
+
     def abandon(self) -> None:
         """Close the descriptors without writing (a forked child leaving the parent's files)."""
         for fd in (self._fd, self._side_fd):
@@ -218,19 +459,27 @@ class TraceWriter:
                     os.close(fd)
         self._fd = self._side_fd = None
         self._lines = []
+        self._held = []
+        self.pending_bytes = 0
+        self._dead_records = 0
 
     def close(self) -> None:
-        """Flush, fsync and close both files; lines that still cannot be written are lost
-        (counted in ``records_lost`` and logged)."""
-        if not self.flush():
-            self.records_lost += len(self._lines)
+        """Write everything (trace, else dead-letter file), fsync and close both files.
+
+        Lines that neither file takes are lost: counted in ``records_lost`` and logged.
+        """
+        if not self.flush(force=True) and self._lines:
+            self._dead_letter()
+        if self._held:
+            self.records_lost += len(self._held)
             log.error(
                 "zltrace: %d records could not be written to %s and are lost: %s",
-                len(self._lines),
+                len(self._held),
                 self.path,
                 self.last_error,
             )
-            self._lines.clear()
+            self._held.clear()
+            self.pending_bytes = 0
         for fd in (self._fd, self._side_fd):
             if fd is not None:
                 with contextlib.suppress(OSError):
@@ -238,6 +487,19 @@ class TraceWriter:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._fd = self._side_fd = None
+
+
+def _cut_back(fd: int, size: int) -> bool:
+    """Remove the torn end of a failed append; False if a torn end may remain."""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return True  # a device or pipe: nothing to cut, and nothing kept either
+        if st.st_size > size:
+            os.ftruncate(fd, size)
+    except OSError:
+        return False
+    return True
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
