@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ._claude_trace import export_claude_trace
+from ._har import export_har
 from ._state import default_tracer, reset_defaults
 from ._tracer import Tracer
+from ._tracestats import summarize
 from ._version import __version__
 from .config import DEFAULT_REDACT_HEADERS, Config
 from .exceptions import (
@@ -35,8 +38,11 @@ __all__ = [
     "ZltraceWarning",
     "__version__",
     "default_tracer",
+    "export_claude_trace",
+    "export_har",
     "read",
     "reset_defaults",
+    "summarize",
     "wrap",
 ]
 

@@ -1,14 +1,19 @@
-"""The command line (argparse): ``python -m zltrace {bench,config} ...``."""
+"""The command line (argparse): ``python -m zltrace {bench,config,export,report,stats} ...``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TextIO
 
 from ._version import __version__
 from .config import ENV_NAMES, resolve_env
+from .exceptions import ZltraceWarning
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -38,6 +43,100 @@ def _config(args: argparse.Namespace) -> int:
     return 2 if args.check and bad else 0
 
 
+#: Exchanges between two progress lines of ``export`` and ``stats``.
+PROGRESS_EVERY = 1000
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Unreadable trace lines are reported on stderr as one line each, never raised."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ZltraceWarning)
+        warnings.showwarning = _show_warning
+        yield
+
+
+def _counted(items: Iterable[Any], progress: bool, verb: str) -> Iterator[Any]:
+    for n, item in enumerate(items, 1):
+        if progress and n % PROGRESS_EVERY == 0:
+            print(f"{verb} {n} exchanges...", file=sys.stderr, flush=True)
+        yield item
+
+
+def _trace_exchanges(args: argparse.Namespace, verb: str) -> Iterator[Any] | None:
+    """The exchanges at ``args.path`` (with progress lines), or None after an error message."""
+    from .read import read
+
+    if not os.path.exists(args.path):
+        print(f"error: {args.path}: no such trace file or directory", file=sys.stderr)
+        return None
+    progress = bool(args.progress or sys.stderr.isatty())
+    return _counted(read(args.path), progress, verb)
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.claude_trace:
+        from ._claude_trace import export_claude_trace as export
+    else:
+        from ._har import export_har as export
+    with _warnings_to_stderr():
+        exchanges = _trace_exchanges(args, "exported")
+        if exchanges is None:
+            return 2
+        to_stdout = args.output in (None, "-")
+        # A file is written beside the target and renamed into place: no half document.
+        tmp = f"{args.output}.{os.getpid()}.tmp"
+        try:
+            if to_stdout:
+                count = export(exchanges, sys.stdout)
+                sys.stdout.flush()
+            else:
+                try:
+                    with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+                        count = export(exchanges, out)
+                    os.replace(tmp, args.output)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    if args.progress or sys.stderr.isatty():
+        where = "stdout" if to_stdout else args.output
+        print(f"exported {count} exchanges to {where}", file=sys.stderr)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from ._tracestats import TraceStats, format_stats
+
+    stats = TraceStats()
+    with _warnings_to_stderr():
+        exchanges = _trace_exchanges(args, "read")
+        if exchanges is None:
+            return 2
+        try:
+            for ex in exchanges:
+                stats.add(ex)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    doc = stats.as_dict()
+    print(json.dumps(doc, indent=2) if args.json else format_stats(doc))
+    return 0
+
+
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     from ._bench import main as bench_main
 
@@ -62,6 +161,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     cfg.add_argument("--check", action="store_true", help="exit 2 if any variable is invalid")
     cfg.add_argument("--json", action="store_true", help="print JSON")
+    exp = sub.add_parser("export", help="export a trace as HAR 1.2 or as claude-trace JSON lines")
+    fmt = exp.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--har", action="store_true", help="HAR 1.2 (one JSON document)")
+    fmt.add_argument(
+        "--claude-trace", action="store_true", help="claude-trace's JSON lines (one per exchange)"
+    )
+    exp.add_argument("path", metavar="PATH", help="a trace file, or a directory of them")
+    exp.add_argument("-o", "--output", metavar="OUT", help="output file (default, or -: stdout)")
+    exp.add_argument("--progress", action="store_true", help="progress lines on stderr")
+    st = sub.add_parser(
+        "stats", help="summarise a trace: outcomes, statuses, hosts, bytes, latency percentiles"
+    )
+    st.add_argument("path", metavar="PATH", help="a trace file, or a directory of them")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument("--progress", action="store_true", help="progress lines on stderr")
     return parser
 
 
@@ -75,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     if args.command == "config":
         return _config(args)
+    if args.command == "export":
+        return _export(args)
+    if args.command == "stats":
+        return _stats(args)
     parser.print_help(sys.stderr)
     return 2
 

@@ -1,0 +1,140 @@
+"""Trace summaries (read side): counts, bytes and latency percentiles over a stream of exchanges.
+
+One pass, nothing of an exchange kept but a few integers: counters for outcomes, status
+classes and hosts, byte totals, and one int64 per exchange for each latency (8 bytes each in
+an ``array``; a million exchanges take 24 MB), sorted once at the end for exact percentiles.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from .read import Exchange
+
+__all__ = ["TraceStats", "format_stats", "percentile", "summarize"]
+
+#: Percentiles reported for each latency, as (label, percent).
+PERCENTILES = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0))
+
+_LATENCIES = (
+    ("duration_ms", "request start to end of exchange"),
+    ("ttfb_ms", "request start to first body byte"),
+    ("headers_ms", "request start to response head"),
+)
+
+
+def percentile(sorted_values: Sequence[int], percent: float) -> int:
+    """The nearest-rank percentile of already sorted values (the smallest value covering it)."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    if not 0 < percent <= 100:
+        raise ValueError(f"percent must be in (0, 100], got {percent!r}")
+    rank = math.ceil(percent / 100 * len(sorted_values))
+    return sorted_values[max(rank, 1) - 1]
+
+
+def _host(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port is not None else (host or "?")
+
+
+class TraceStats:
+    """Accumulates a summary of exchanges; :meth:`add` one at a time, then :meth:`as_dict`."""
+
+    def __init__(self) -> None:
+        self.exchanges = 0
+        self.outcomes: Counter[str] = Counter()
+        self.status_classes: Counter[str] = Counter()
+        self.hosts: Counter[str] = Counter()
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self._latencies = {name: array("q") for name, _ in _LATENCIES}
+
+    def add(self, ex: Exchange) -> None:
+        """Count one exchange."""
+        self.exchanges += 1
+        self.outcomes[ex.outcome] += 1
+        rs = ex.response
+        self.status_classes["none" if rs is None else f"{rs.status // 100}xx"] += 1
+        self.hosts[_host(ex.request.url)] += 1
+        self.request_bytes += len(ex.request.body or b"")
+        if rs is not None:
+            self.response_bytes += len(rs.raw_body)
+        t = ex.timing
+        self._latencies["duration_ms"].append(t.end)
+        if t.first_byte is not None:
+            self._latencies["ttfb_ms"].append(t.first_byte)
+        if t.headers_received is not None:
+            self._latencies["headers_ms"].append(t.headers_received)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON-able data (latencies in milliseconds)."""
+        doc: dict[str, Any] = {
+            "exchanges": self.exchanges,
+            "outcomes": dict(self.outcomes.most_common()),
+            "status_classes": dict(sorted(self.status_classes.items())),
+            "hosts": dict(self.hosts.most_common()),
+            "request_bytes": self.request_bytes,
+            "response_bytes": self.response_bytes,
+        }
+        for name, _ in _LATENCIES:
+            values = sorted(self._latencies[name])
+            dist: dict[str, Any] = {"count": len(values)}
+            for label, pct in PERCENTILES:
+                dist[label] = round(percentile(values, pct) / 1e6, 3) if values else None
+            dist["max"] = round(values[-1] / 1e6, 3) if values else None
+            doc[name] = dist
+        return doc
+
+
+def summarize(exchanges: Iterable[Exchange]) -> dict[str, Any]:
+    """Summarise ``exchanges`` in one pass: counts, bytes, and latency percentiles in ms."""
+    stats = TraceStats()
+    for ex in exchanges:
+        stats.add(ex)
+    return stats.as_dict()
+
+
+def _counts(counter: dict[str, int], limit: int = 10) -> str:
+    items = list(counter.items())
+    text = ", ".join(f"{k} {v}" for k, v in items[:limit])
+    if len(items) > limit:
+        text += f", (+{len(items) - limit} more)"
+    return text or "-"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def format_stats(doc: dict[str, Any]) -> str:
+    """The summary from :func:`summarize` as a human-readable table."""
+    rows = [
+        ("exchanges", str(doc["exchanges"])),
+        ("outcomes", _counts(doc["outcomes"])),
+        ("status classes", _counts(doc["status_classes"])),
+        ("hosts", _counts(doc["hosts"])),
+        ("request bytes", f"{doc['request_bytes']:,}"),
+        ("response bytes", f"{doc['response_bytes']:,}"),
+    ]
+    lines = [f"{label:<16}{value}" for label, value in rows]
+    cols = ["count", *(label for label, _ in PERCENTILES), "max"]
+    lines.append("")
+    lines.append(f"{'latency (ms)':<16}" + "".join(f"{c:>12}" for c in cols))
+    for name, what in _LATENCIES:
+        dist = doc[name]
+        cells = [str(dist["count"])] + [_num(dist[c]) for c in cols[1:]]
+        lines.append(f"{name[:-3]:<16}" + "".join(f"{c:>12}" for c in cells) + f"   {what}")
+    return "\n".join(lines)
