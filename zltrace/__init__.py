@@ -11,6 +11,8 @@ from typing import Any
 
 from ._claude_trace import export_claude_trace
 from ._har import export_har
+from ._llm import Usage, total_usage
+from ._sse import SSEEvent, SSEParser, parse_sse
 from ._state import default_tracer, reset_defaults
 from ._tracer import Tracer
 from ._tracestats import summarize
@@ -31,18 +33,23 @@ __all__ = [
     "Exchange",
     "Request",
     "Response",
+    "SSEEvent",
+    "SSEParser",
     "Timing",
     "Tracer",
     "UnsupportedTargetError",
+    "Usage",
     "ZltraceError",
     "ZltraceWarning",
     "__version__",
     "default_tracer",
     "export_claude_trace",
     "export_har",
+    "parse_sse",
     "read",
     "reset_defaults",
     "summarize",
+    "total_usage",
     "wrap",
 ]
 

@@ -21,6 +21,8 @@ from typing import Any, Union
 import attrs
 
 from ._decode import decode_content
+from ._llm import Usage, is_event_stream, message_from_body, model_of, usage_of
+from ._sse import SSEEvent, parse_sse
 from .exceptions import ZltraceWarning
 
 __all__ = ["ErrorInfo", "Exchange", "Request", "Response", "Timing", "read"]
@@ -117,6 +119,38 @@ class Exchange:
     timing: Timing
     #: (trace file, line number) the exchange was read from.
     source: tuple[str, int]
+
+    # Computed on each call (a frozen slots class has no cache): a report that wants the
+    # message, its usage and its model parses the body three times, which is fine at read
+    # time. None of these raises on a malformed body.
+
+    def sse_events(self) -> list[SSEEvent]:
+        """The server-sent events of a ``text/event-stream`` response body, else []."""
+        rs = self.response
+        if rs is None or not is_event_stream(rs.header("content-type")):
+            return []
+        return list(parse_sse(rs.body))
+
+    def message(self) -> dict[str, Any] | None:
+        """What an LLM API call returned, as its non-streaming form would have.
+
+        A streamed Anthropic Messages, OpenAI Chat Completions or Responses body is rebuilt
+        into the message / ``chat.completion`` / response object; any other JSON object body
+        is parsed; anything else (or no response) gives None.
+        """
+        rs = self.response
+        if rs is None:
+            return None
+        return message_from_body(rs.header("content-type"), rs.body)
+
+    def usage(self) -> Usage | None:
+        """The token counts reported in :meth:`message`, None if it has none."""
+        return usage_of(self.message())
+
+    def model(self) -> str | None:
+        """The model that answered (from :meth:`message`), else the one the request named."""
+        return model_of(self.message(), self.request.body)
+
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:
