@@ -152,7 +152,6 @@ class Exchange:
         return model_of(self.message(), self.request.body)
 
 
-
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:
     low = name.lower()
     for n, v in headers:
