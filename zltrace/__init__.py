@@ -12,6 +12,7 @@ from typing import Any
 from ._claude_trace import export_claude_trace
 from ._har import export_har
 from ._llm import Usage, total_usage
+from ._report import write_report
 from ._sse import SSEEvent, SSEParser, parse_sse
 from ._state import default_tracer, reset_defaults
 from ._tracer import Tracer
@@ -51,6 +52,7 @@ __all__ = [
     "summarize",
     "total_usage",
     "wrap",
+    "write_report",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

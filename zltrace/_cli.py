@@ -118,6 +118,38 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from ._report import write_report
+
+    title = args.title or f"zltrace report: {os.path.basename(os.path.normpath(args.path))}"
+    with _warnings_to_stderr():
+        exchanges = _trace_exchanges(args, "reported")
+        if exchanges is None:
+            return 2
+        to_stdout = args.output == "-"
+        # Written beside the target and renamed into place: a failed run leaves no half page.
+        tmp = f"{args.output}.{os.getpid()}.tmp"
+        try:
+            if to_stdout:
+                count = write_report(exchanges, sys.stdout, title=title)
+                sys.stdout.flush()
+            else:
+                try:
+                    with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+                        count = write_report(exchanges, out, title=title)
+                    os.replace(tmp, args.output)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    if args.progress or sys.stderr.isatty():
+        where = "stdout" if to_stdout else args.output
+        print(f"reported {count} exchanges to {where}", file=sys.stderr)
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
     from ._tracestats import TraceStats, format_stats
 
@@ -170,6 +202,15 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("path", metavar="PATH", help="a trace file, or a directory of them")
     exp.add_argument("-o", "--output", metavar="OUT", help="output file (default, or -: stdout)")
     exp.add_argument("--progress", action="store_true", help="progress lines on stderr")
+    rep = sub.add_parser(
+        "report", help="a self-contained HTML report: exchanges, bodies, LLM messages, charts"
+    )
+    rep.add_argument("path", metavar="PATH", help="a trace file, or a directory of them")
+    rep.add_argument(
+        "-o", "--output", metavar="OUT", default="report.html", help="output (-: stdout)"
+    )
+    rep.add_argument("--title", help="page title (default: from PATH)")
+    rep.add_argument("--progress", action="store_true", help="progress lines on stderr")
     st = sub.add_parser(
         "stats", help="summarise a trace: outcomes, statuses, hosts, bytes, latency percentiles"
     )
@@ -191,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config(args)
     if args.command == "export":
         return _export(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "stats":
         return _stats(args)
     parser.print_help(sys.stderr)
