@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,62 @@ def test_worker_thread_is_a_daemon_and_named(tracer: zltrace.Tracer) -> None:
     while any(t.is_alive() for t in workers) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not any(t.is_alive() for t in workers)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_module_locks_held_at_fork_are_free_in_the_child(trace_dir: Path) -> None:
+    """A lock of zltrace's held by another thread at fork() does not deadlock the child."""
+    import threading
+
+    from zltrace import _connection, _events, _pool
+
+    locks = [_events._failures_lock, _connection._classes_lock, _pool._lock]
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        for lock in locks:
+            lock.acquire()
+        held.set()
+        release.wait(30)
+        for lock in locks:
+            lock.release()
+
+    thread = threading.Thread(target=holder, daemon=True)
+    thread.start()
+    assert held.wait(10)
+    with ScriptedServer([response(200, b"ok")]) as srv:
+        with warnings.catch_warnings():
+            # 3.12+: "This process is multi-threaded, use of fork() may lead to deadlocks"
+            # -- which is exactly what this test checks zltrace copes with.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            code = 1
+            try:
+                t = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), flush_ms=10))
+
+                class MyPool(urllib3.HTTPConnectionPool):  # a new class: the class cache locks
+                    pass
+
+                pool = t.wrap(MyPool("127.0.0.1", srv.port))
+                ok = pool.urlopen("GET", "/in-child").data == b"ok"
+                _events.capture_failed("fork test", ValueError("x"))
+                code = 0 if ok and t.close(timeout=10) else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 30
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError("the child deadlocked on a lock held at fork()")
+            time.sleep(0.02)
+    release.set()
+    thread.join(10)
+    assert os.waitstatus_to_exitcode(status) == 0
+    (ex,) = zltrace.read(trace_dir)
+    assert ex.request.url.endswith("/in-child")

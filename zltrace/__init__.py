@@ -25,7 +25,7 @@ from .exceptions import (
     ZltraceError,
     ZltraceWarning,
 )
-from .read import Exchange, Request, Response, Timing, read
+from .read import Exchange, Request, Response, SkippedLine, Timing, read
 
 __all__ = [
     "DEFAULT_REDACT_HEADERS",
@@ -36,6 +36,7 @@ __all__ = [
     "Response",
     "SSEEvent",
     "SSEParser",
+    "SkippedLine",
     "Timing",
     "Tracer",
     "UnsupportedTargetError",

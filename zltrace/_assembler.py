@@ -19,13 +19,30 @@ from __future__ import annotations
 import email.message
 import re
 from collections.abc import Iterable
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from ._events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
 from ._json import js as _js
 from ._redact import Redactor
 
 Buffer = Union[bytes, memoryview]
+
+
+class Extent:
+    """Body bytes already stored in the side file (spilled under memory pressure)."""
+
+    __slots__ = ("offset", "size")
+
+    def __init__(self, offset: int, size: int) -> None:
+        self.offset = offset
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+#: A piece of a body: the caller's bytes (or a slice of them), or a stored extent.
+Piece = Union[bytes, memoryview, Extent]
 
 
 class Dechunker:
@@ -40,7 +57,7 @@ class Dechunker:
         self.line = b""
         self.left = 0
         self.crlf_left = 0
-        self.pieces: list[Buffer] = []
+        self.pieces: list[Piece] = []
         self.done = False
         self.error: str | None = None
 
@@ -121,9 +138,9 @@ class Finished:
         logical: str,
         wall_ns: int,
         request_json: str,
-        request_body: list[Buffer] | None,
+        request_body: list[Piece] | None,
         response_json: str | None,
-        response_body: list[Buffer] | None,
+        response_body: list[Piece] | None,
         reads: list[int] | None,
         outcome: str,
         error: dict[str, str] | None,
@@ -147,6 +164,7 @@ class Finished:
 class _Open:
     __slots__ = (
         "dechunk",
+        "dropped",
         "error",
         "ex",
         "framing",
@@ -193,12 +211,13 @@ class _Open:
         self.framing = "none"
         self.length: int | None = None
         self.dechunk: Dechunker | None = None
-        self.pieces: list[Buffer] = []
+        self.pieces: list[Piece] = []
         self.reads: list[int] = []
         self.nbody = 0
         self.last_t = t0
         self.error: dict[str, str] | None = None
         self.held = 0  # bytes referenced by this exchange, for the memory budget
+        self.dropped = 0  # body bytes dropped: budget full and nowhere to spill them
 
 
 def _error_info(exc: BaseException) -> dict[str, str]:
@@ -225,10 +244,46 @@ class Assembler:
         self._secrets: list[str] = []
         self._heads: dict[tuple[Any, ...], tuple[str, bool, bool, list[str]]] = {}
         self.bytes_held = 0
+        self.data_bytes = 0  # response bytes seen in all (for the queue's byte estimate)
 
     @property
     def open_count(self) -> int:
         return len(self._open)
+
+    def spill(self, store: Callable[[list[Buffer]], int], target: int) -> int:
+        """Move response bodies of open exchanges, largest first, out of memory.
+
+        ``store`` writes the pieces somewhere durable (the side file) and returns the offset
+        they start at; the pieces are replaced by an :class:`Extent`. Stops once
+        ``bytes_held <= target``; an ``OSError`` from ``store`` propagates. Returns the bytes
+        freed.
+        """
+        freed = 0
+        for ex in sorted(self._open.values(), key=lambda e: e.held, reverse=True):
+            if self.bytes_held <= target:
+                break
+            pieces = ex.dechunk.pieces if ex.dechunk is not None else ex.pieces
+            buffers = [p for p in pieces if not isinstance(p, Extent)]
+            if not buffers:
+                continue
+            size = sum(len(b) for b in buffers)
+            offset = store(buffers)
+            kept = [p for p in pieces if isinstance(p, Extent)]
+            if store is _drop:
+                ex.dropped += size
+            elif kept and kept[-1].offset + kept[-1].size == offset:
+                kept[-1] = Extent(kept[-1].offset, kept[-1].size + size)
+            else:
+                kept.append(Extent(offset, size))
+            pieces[:] = kept  # in place: the Dechunker keeps appending to this list
+            # What stays referenced is the request; the response's chunks are released
+            # (framing bytes included: the slices were their only references).
+            sent = sum(len(b) for b in ex.sent)
+            released = ex.held - sent
+            ex.held = sent
+            self.bytes_held -= released
+            freed += released
+        return freed
 
     def handle(self, ev: tuple[Any, ...], out: list[Finished]) -> None:
         """Apply one event; append any exchange it ended to ``out``."""
@@ -296,8 +351,10 @@ class Assembler:
         ex.last_t = t
         if ex.head is None:
             return
-        ex.held += len(data)
-        self.bytes_held += len(data)
+        n = len(data)
+        ex.held += n
+        self.bytes_held += n
+        self.data_bytes += n
         dechunk = ex.dechunk
         if dechunk is not None:
             got = dechunk.feed(data)
@@ -346,10 +403,21 @@ class Assembler:
         self.bytes_held -= ex.held
         out.append(self._finish(ex, outcome, t))
 
+    def drop_bodies(self, target: int) -> int:
+        """Last resort (budget full, side file unwritable): forget in-flight body bytes,
+        largest first, until ``bytes_held <= target``; the records will say how many."""
+        return self.spill(_drop, target)
+
     # -- building the record ---------------------------------------------------------------
 
     def _finish(self, ex: _Open, outcome: str, t_end: int) -> Finished:
         request_json, request_body = self._request(ex)
+        if ex.dropped and ex.error is None:
+            ex.error = {
+                "type": "zltrace.BodyDropped",
+                "message": f"{ex.dropped} response body bytes were not kept: the memory budget "
+                "was full and the side file could not be written",
+            }
         error = ex.error
         if error is not None:
             error["message"] = self._scrub(error["message"])
@@ -394,7 +462,7 @@ class Assembler:
             + "]"
         )
 
-    def _request(self, ex: _Open) -> tuple[str, list[Buffer] | None]:
+    def _request(self, ex: _Open) -> tuple[str, list[Piece] | None]:
         """The request's JSON fragment (without its body) and its body pieces.
 
         The head is located without joining the body: a large upload stays the caller's
@@ -412,7 +480,7 @@ class Assembler:
             self._heads[key] = parsed
         fragment, chunked, has_body, secrets = parsed
         self._secrets = secrets
-        body: list[Buffer] | None = None
+        body: list[Piece] | None = None
         if rest is not None:
             if chunked:
                 d = Dechunker()
@@ -420,7 +488,7 @@ class Assembler:
                     d.feed(bytes(piece) if isinstance(piece, memoryview) else piece)
                 body = d.pieces
             elif rest or has_body:
-                body = rest
+                body = list(rest)
         return fragment, body
 
     def _parse_head(
@@ -474,6 +542,10 @@ class Assembler:
         default = 443 if ex.scheme == "https" else 80
         port = "" if ex.port in (None, default) else f":{ex.port}"
         return f"{ex.scheme}://{host}{port}{target}"
+
+
+def _drop(buffers: list[Buffer]) -> int:
+    return -1
 
 
 # http.client: "Invalid header value b'...'" / "Invalid header name b'...'"; the value may be

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import os
 import threading
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,16 @@ class TracedConnectionMixin:
 
 _classes: dict[type[Any], type[Any]] = {}
 _classes_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # Another thread may have held the lock at fork(); in the child it would never be freed.
+    global _classes_lock
+    _classes_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def traced_connection_class(base: type[Any]) -> type[Any]:

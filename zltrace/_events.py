@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 
 START, SEND, HEAD, DATA, EOF, CLOSE, ERROR = range(7)
@@ -29,6 +30,16 @@ log = logging.getLogger("zltrace")
 
 _failures: dict[str, int] = {}
 _failures_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # Another thread may have held the lock at fork(); in the child it would never be freed.
+    global _failures_lock
+    _failures_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def capture_failed(where: str, exc: BaseException) -> None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
@@ -165,6 +166,17 @@ def _retries_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # Another thread may have held the lock at fork(); in the child it would never be freed.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
 _pool_classes: dict[type[Any], type[Any]] = {}
 _manager_classes: dict[type[Any], type[Any]] = {}
 _adapter_classes: dict[type[Any], type[Any]] = {}

@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Callable
 
-from ._assembler import Buffer, Finished
+from ._assembler import Buffer, Extent, Finished, Piece
 from ._json import js as _js
 
 log = logging.getLogger("zltrace")
@@ -206,15 +206,43 @@ class TraceWriter:
 
     # -- encoding ----------------------------------------------------------------------------
 
-    def _body(self, pieces: list[Buffer]) -> str:
+    def spill(self, buffers: list[Buffer]) -> int:
+        """Store body bytes of an exchange still in flight in the side file; their offset."""
+        return self._side_write(buffers)
+
+    def _parts(self, pieces: Sequence[Piece], size: int) -> str:
+        """A body partly spilled already: the rest goes to the side file as well."""
+        parts: list[str] = []
+        run: list[Buffer] = []
+        for p in [*pieces, None]:
+            if isinstance(p, (bytes, memoryview)):
+                run.append(p)
+                continue
+            if run:
+                n = sum(len(b) for b in run)
+                try:
+                    parts.append(f"[{self._side_write(run)},{n}]")
+                except OSError as exc:
+                    # The side file broke after the spill: these bytes go inline instead.
+                    self._failed("side file write", exc)
+                    parts.append(f'"{base64.b64encode(b"".join(run)).decode("ascii")}"')
+                run = []
+            if isinstance(p, Extent):
+                parts.append(f"[{p.offset},{p.size}]")
+        return f'{{"size":{size},"file":{_js(self.side_name)},"parts":[{",".join(parts)}]}}'
+
+    def _body(self, pieces: Sequence[Piece]) -> str:
         size = sum(len(p) for p in pieces)
+        if any(isinstance(p, Extent) for p in pieces):
+            return self._parts(pieces, size)
+        buffers: Sequence[Buffer] = pieces  # type: ignore[assignment]  # no Extent: checked
         if size > INLINE_MAX:
             try:
-                offset = self._side_write(pieces)
+                offset = self._side_write(buffers)
                 return f'{{"size":{size},"file":{_js(self.side_name)},"offset":{offset}}}'
             except OSError as exc:
                 self._failed("side file write", exc)  # falls through: inline, nothing lost
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        data = buffers[0] if len(buffers) == 1 else b"".join(buffers)
         raw = bytes(data) if not isinstance(data, bytes) else data
         try:
             return f'{{"size":{size},"text":{_js(raw.decode("utf-8"))}}}'

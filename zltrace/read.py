@@ -25,7 +25,7 @@ from ._llm import Usage, is_event_stream, message_from_body, model_of, usage_of
 from ._sse import SSEEvent, parse_sse
 from .exceptions import ZltraceWarning
 
-__all__ = ["ErrorInfo", "Exchange", "Request", "Response", "Timing", "read"]
+__all__ = ["ErrorInfo", "Exchange", "Request", "Response", "SkippedLine", "Timing", "read"]
 
 FORMAT_VERSION = 1
 
@@ -168,10 +168,24 @@ def trace_files(path: PathLike) -> list[str]:
     return [p]
 
 
-def read(path: PathLike) -> Iterator[Exchange]:
-    """Iterate over the exchanges in a trace file, or in every trace file of a directory."""
+@attrs.frozen
+class SkippedLine:
+    """A line :func:`read` could not use: where it is and why."""
+
+    file: str
+    line: int
+    reason: str
+
+
+def read(path: PathLike, *, skipped: list[SkippedLine] | None = None) -> Iterator[Exchange]:
+    """Iterate over the exchanges in a trace file, or in every trace file of a directory.
+
+    Each unusable line (torn by a crash, not JSON, a future format version, a side file that
+    is missing) is skipped with a :class:`ZltraceWarning` naming file and line, and appended
+    to ``skipped`` when it is given, so callers can count them.
+    """
     for file in trace_files(path):
-        yield from _read_file(file)
+        yield from _read_file(file, skipped)
 
 
 class _SideFiles:
@@ -201,12 +215,13 @@ class _SideFiles:
         self._fds.clear()
 
 
-def _warn(file: str, lineno: int, what: str) -> None:
-    warnings.warn(f"{file}:{lineno}: {what}; line skipped", ZltraceWarning, stacklevel=4)
-
-
-def _read_file(file: str) -> Iterator[Exchange]:
+def _read_file(file: str, skipped: list[SkippedLine] | None) -> Iterator[Exchange]:
     import json
+
+    def _warn(file: str, lineno: int, what: str) -> None:
+        if skipped is not None:
+            skipped.append(SkippedLine(file, lineno, what))
+        warnings.warn(f"{file}:{lineno}: {what}; line skipped", ZltraceWarning, stacklevel=4)
 
     side = _SideFiles(os.path.dirname(os.path.abspath(file)))
     try:
@@ -240,6 +255,13 @@ def _body(spec: dict[str, Any] | None, side: _SideFiles) -> bytes | None:
         data = spec["text"].encode("utf-8")
     elif "base64" in spec:
         data = base64.b64decode(spec["base64"])
+    elif "parts" in spec:
+        # Spilled while in flight: side-file extents [offset, size], or base64 text for a
+        # part that had to stay inline.
+        data = b"".join(
+            base64.b64decode(p) if isinstance(p, str) else side.get(spec["file"], p[0], p[1])
+            for p in spec["parts"]
+        )
     else:
         data = side.get(spec["file"], spec["offset"], spec["size"])
     if len(data) != spec["size"]:
