@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ._alerts import Alert
 from ._claude_trace import export_claude_trace
 from ._har import export_har
 from ._llm import Usage, total_usage
+from ._logjson import JsonFormatter
 from ._report import write_report
 from ._sse import SSEEvent, SSEParser, parse_sse
 from ._state import default_tracer, reset_defaults
@@ -29,9 +31,11 @@ from .read import Exchange, Request, Response, SkippedLine, Timing, read
 
 __all__ = [
     "DEFAULT_REDACT_HEADERS",
+    "Alert",
     "Config",
     "ConfigError",
     "Exchange",
+    "JsonFormatter",
     "Request",
     "Response",
     "SSEEvent",

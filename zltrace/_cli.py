@@ -1,4 +1,4 @@
-"""The command line (argparse): ``python -m zltrace {bench,config,export,report,stats} ...``."""
+"""The command line (argparse): ``python -m zltrace COMMAND ...`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def _config(args: argparse.Namespace) -> int:
             value = ",".join(s.value) if isinstance(s.value, tuple) else s.value
             if isinstance(value, bool):
                 value = "true" if value else "false"
+            elif value is None:
+                value = "off"
             names = " / ".join(ENV_NAMES[s.field])
             print(f"{s.field:<{width}}  {value!s:<20}  from {s.source}  [{names}]")
         for s in settings:
@@ -169,6 +171,13 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    sys.stdout.write(files(__package__).joinpath("dashboard.json").read_text(encoding="utf-8"))
+    return 0
+
+
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     from ._bench import main as bench_main
 
@@ -217,6 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("path", metavar="PATH", help="a trace file, or a directory of them")
     st.add_argument("--json", action="store_true", help="print JSON")
     st.add_argument("--progress", action="store_true", help="progress lines on stderr")
+    sub.add_parser(
+        "dashboard", help="print a Grafana dashboard (JSON) for the /metrics endpoint's metrics"
+    )
     return parser
 
 
@@ -236,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args)
     if args.command == "stats":
         return _stats(args)
+    if args.command == "dashboard":
+        return _dashboard(args)
     parser.print_help(sys.stderr)
     return 2
 

@@ -77,6 +77,20 @@ def _check_patterns(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> N
         )
 
 
+def _check_port(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(
+            f"Config.{attribute.name} must be None (off) or a port from 0 to 65535, got {value!r}"
+        )
+
+
+def _check_host(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise ConfigError(f"Config.{attribute.name} must be a host name or address, got {value!r}")
+
+
 @attrs.frozen
 class Config:
     """Everything a :class:`~zltrace.Tracer` needs to know; immutable, validated when built.
@@ -112,6 +126,33 @@ class Config:
     write_retries: int = attrs.field(default=5, validator=_check_int(0, 100))
     #: First retry delay (milliseconds); doubled per attempt (capped at 5 s), jittered +-25%.
     retry_backoff_ms: int = attrs.field(default=100, validator=_check_int(1, 60_000))
+    #: Health and metrics endpoints (``/health/zero-latency``, ``/metrics``): off (None) by
+    #: default; 0 picks a free port (``Tracer.health_url`` says which).
+    health_port: int | None = attrs.field(default=None, validator=_check_port)
+    #: Address the endpoints listen on; loopback unless you mean to expose them.
+    health_host: str = attrs.field(default="127.0.0.1", validator=_check_host)
+    #: Run the alert rules and the periodic report (the worker then wakes once a second).
+    alerts: bool = attrs.field(default=True, validator=_check_bool)
+    #: The zero-latency target: p95 added time per exchange (microseconds) ...
+    target_p95_us: int = attrs.field(default=100, validator=_check_int(1, 10_000_000))
+    #: ... and memory held by the tracer (bytes).
+    target_memory: int = attrs.field(default=50 * _MIB, validator=_check_int(1, 1 << 40))
+    #: Critical: the target not met for this long (seconds).
+    alert_target_s: int = attrs.field(default=300, validator=_check_int(0, 86_400))
+    #: Critical: memory budget above this percentage for alert_budget_critical_s.
+    alert_budget_critical_pct: int = attrs.field(default=90, validator=_check_int(1, 100))
+    alert_budget_critical_s: int = attrs.field(default=120, validator=_check_int(0, 86_400))
+    #: Warning: mean added time above this (microseconds) for alert_mean_s.
+    alert_mean_us: int = attrs.field(default=50, validator=_check_int(1, 10_000_000))
+    alert_mean_s: int = attrs.field(default=60, validator=_check_int(0, 86_400))
+    #: Warning: memory budget above this percentage for alert_budget_warning_s.
+    alert_budget_warning_pct: int = attrs.field(default=75, validator=_check_int(1, 100))
+    alert_budget_warning_s: int = attrs.field(default=300, validator=_check_int(0, 86_400))
+    #: Warning: more than this many events queued, for alert_queue_s.
+    alert_queue: int = attrs.field(default=500, validator=_check_int(1, 10_000_000))
+    alert_queue_s: int = attrs.field(default=0, validator=_check_int(0, 86_400))
+    #: Info: a performance report logged this often (seconds; 0: never).
+    report_s: int = attrs.field(default=60, validator=_check_int(0, 86_400))
 
     def evolve(self, **changes: Any) -> Config:
         """Return a copy with ``changes`` applied (validated like the constructor)."""
@@ -156,6 +197,13 @@ def _parse_int(text: str) -> int:
 
 def _parse_dir(text: str) -> str:
     return text
+
+
+def _parse_port(text: str) -> int | None:
+    """A port number; ``off``, ``none`` or empty: no endpoints."""
+    if text.strip().lower() in ("", "off", "none"):
+        return None
+    return _parse_int(text)
 
 
 def _parse_patterns(text: str) -> tuple[str, ...]:
@@ -221,7 +269,37 @@ _ENV: dict[str, tuple[str, str | None, Callable[[str], Any], str]] = {
         _parse_int,
         "milliseconds, an integer from 1 to 60000",
     ),
+    "health_port": (
+        "ZLTRACE_HEALTH_PORT",
+        None,
+        _parse_port,
+        "a port from 0 to 65535 (0: any free port), or off",
+    ),
+    "health_host": ("ZLTRACE_HEALTH_HOST", None, _parse_dir, "a host name or address"),
+    "alerts": ("ZLTRACE_ALERTS", None, _parse_bool, "a boolean"),
+    "target_p95_us": (
+        "ZLTRACE_TARGET_P95_US",
+        None,
+        _parse_int,
+        "microseconds, an integer from 1 to 10000000",
+    ),
+    "target_memory": ("ZLTRACE_TARGET_MEMORY", None, _parse_int, "bytes, a positive integer"),
 }
+# Alert thresholds and durations: ZLTRACE_ALERT_TARGET_S, ZLTRACE_ALERT_MEAN_US, ...
+for _field, _expected in (
+    ("alert_target_s", "seconds, an integer from 0 to 86400"),
+    ("alert_budget_critical_pct", "a percentage, an integer from 1 to 100"),
+    ("alert_budget_critical_s", "seconds, an integer from 0 to 86400"),
+    ("alert_mean_us", "microseconds, an integer from 1 to 10000000"),
+    ("alert_mean_s", "seconds, an integer from 0 to 86400"),
+    ("alert_budget_warning_pct", "a percentage, an integer from 1 to 100"),
+    ("alert_budget_warning_s", "seconds, an integer from 0 to 86400"),
+    ("alert_queue", "events, an integer from 1 to 10000000"),
+    ("alert_queue_s", "seconds, an integer from 0 to 86400"),
+    ("report_s", "seconds, an integer from 0 to 86400 (0: no report)"),
+):
+    _ENV[_field] = (f"ZLTRACE_{_field.upper()}", None, _parse_int, _expected)
+del _field, _expected
 
 ENV_NAMES: dict[str, Sequence[str]] = {
     f: tuple(n for n in (spec[0], spec[1]) if n) for f, spec in _ENV.items()
@@ -256,6 +334,8 @@ def resolve_env(environ: Mapping[str, str] | None = None) -> list[Setting]:
 
 
 def _show(value: Any) -> str:
+    if value is None:
+        return "off"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):

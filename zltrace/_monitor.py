@@ -1,0 +1,595 @@
+"""The tracer measuring itself: fixed-memory histograms and the :class:`PerformanceMonitor`.
+
+Rules:
+
+- The caller thread records nothing for the monitor: in zero-latency mode its whole cost
+  is a ``perf_counter_ns`` and a ``SimpleQueue.put`` per event, and the monitor adds zero
+  to that. Everything here runs on the worker thread (in standard mode, on the thread
+  that writes), from figures the pipeline already has: the events' timestamps, the
+  finished exchanges, the writer's counters, the worker's own slice timings.
+- Fixed memory: a histogram is ``NBUCKETS`` integers whatever it has seen, and a sliding
+  window is a ring of ``slots`` of them. No sample lists.
+- Cheap: values are bucketed with integer operations (no floats, no ``bisect``), in batches
+  (one call per slice of finished exchanges, not per value); percentiles and window sums
+  use C-level ``map``/``accumulate`` over the bucket lists. Measured on the 2-core VM,
+  CPython 3.11 (``python /tmp/h_proto.py``-style ``timeit`` of this module's code, the
+  machine shared with other test runs): ``Histogram.record_many`` 125-135 ns per value,
+  ``Histogram.record`` 180-190 ns; ``PerformanceMonitor.finished`` ~170 ns per exchange
+  (one bucketed value plus the bookkeeping for its lag); a tick (gauges, rotation,
+  percentiles for the alert rules) ~40 us once a second. Python 3.9 is ~1.6x slower.
+
+What the figures mean (the caller's added time cannot be timed on the caller without
+adding to it, so it is derived):
+
+- ``chunk``: the caller-thread cost of one event hook -- measured, on this machine, now:
+  every ``slot_s`` the worker runs the real response tee (``Tee.read``) over an in-memory
+  file against a private queue, 64 times, minus the bare file's own ``read``. The figure
+  follows the interpreter's real speed (CPU contention, frequency scaling).
+- ``added`` per exchange: the hooks the exchange went through (request start, sends,
+  response head, body reads, end) times the current per-hook median. Not in it: the
+  worker waking up on its first event, and the time a caller waits for the GIL while the
+  worker holds it -- the tail that ``python -m zltrace bench`` measures end to end; the
+  worker's GIL holds are histogrammed as ``hold`` for that reason.
+- ``lag``: from an exchange's last byte (its end timestamp, taken on the caller) to its
+  line being written by the writer -- includes the flush interval by design.
+- ``hold``: how long the worker held the GIL in one slice of work.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
+from operator import add, sub
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+from ._alerts import AlertEngine, default_rules
+
+if TYPE_CHECKING:
+    from ._assembler import Finished
+    from .config import Config
+
+log = logging.getLogger("zltrace.monitor")
+
+#: Values below 32 get a bucket each; above, 16 linear sub-buckets per power of two (so a
+#: bucket is at most 1/16 of its lower bound wide). The last bucket (2**44 ns, ~4.9 hours)
+#: takes everything larger.
+SUB_BITS = 4
+MAX_BITS = 44
+NBUCKETS = (MAX_BITS - SUB_BITS) * 16
+_LAST = NBUCKETS - 1
+
+
+def bucket_of(v: int) -> int:
+    """The bucket index of ``v`` (negative values count as 0)."""
+    if v < 32:
+        return v if v > 0 else 0
+    e = v.bit_length() - 5
+    i = (e << 4) + (v >> e)
+    return i if i < NBUCKETS else _LAST
+
+
+def _lower(i: int) -> int:
+    if i < 32:
+        return i
+    e = (i >> 4) - 1
+    return ((i & 15) + 16) << e
+
+
+#: Smallest and largest value of each bucket.
+LOWER: tuple[int, ...] = tuple(_lower(i) for i in range(NBUCKETS))
+UPPER: tuple[int, ...] = (*(LOWER[i + 1] - 1 for i in range(NBUCKETS - 1)), sys.maxsize)
+_ZEROS = (0,) * NBUCKETS
+
+
+class Summary(NamedTuple):
+    """Percentiles of a histogram, in the histogram's unit (ns here)."""
+
+    n: int
+    mean: float
+    p50: int
+    p95: int
+    p99: int
+    max: int
+
+
+_EMPTY = Summary(0, 0.0, 0, 0, 0, 0)
+
+
+def _summary(counts: Sequence[int], n: int, total: int, mx: int) -> Summary:
+    if n <= 0:
+        return _EMPTY
+    cum = list(accumulate(counts))
+    return Summary(
+        n,
+        total / n,
+        _rank_value(cum, n, 0.50, mx),
+        _rank_value(cum, n, 0.95, mx),
+        _rank_value(cum, n, 0.99, mx),
+        mx,
+    )
+
+
+def _rank_value(cum: list[int], n: int, q: float, mx: int) -> int:
+    """The highest value of the bucket holding the ``ceil(q*n)``-th smallest value, capped
+    at the exact maximum: never below the exact percentile, above it by less than 1/16."""
+    rank = max(1, math.ceil(q * n))
+    return min(UPPER[bisect_left(cum, rank)], mx)
+
+
+class Histogram:
+    """Counts of non-negative integers in log-linear buckets; fixed memory."""
+
+    __slots__ = ("counts", "max", "n", "total")
+
+    def __init__(self) -> None:
+        self.counts = list(_ZEROS)
+        self.n = 0
+        self.total = 0
+        self.max = 0
+
+    def record(self, v: int) -> None:
+        if v < 32:
+            i = v if v > 0 else 0
+        else:
+            e = v.bit_length() - 5
+            i = (e << 4) + (v >> e)
+            if i >= NBUCKETS:
+                i = _LAST
+        self.counts[i] += 1
+        self.n += 1
+        self.total += v
+        if v > self.max:
+            self.max = v
+
+    def record_many(self, values: Iterable[int]) -> None:
+        """``record`` each value; one call for a batch is ~30% cheaper per value."""
+        counts = self.counts
+        n = 0
+        total = 0
+        mx = self.max
+        for v in values:
+            if v < 32:
+                i = v if v > 0 else 0
+            else:
+                e = v.bit_length() - 5
+                i = (e << 4) + (v >> e)
+                if i >= NBUCKETS:
+                    i = _LAST
+            counts[i] += 1
+            n += 1
+            total += v
+            if v > mx:
+                mx = v
+        self.n += n
+        self.total += total
+        self.max = mx
+
+    def merge(self, other: Histogram) -> None:
+        self.counts = list(map(add, self.counts, other.counts))
+        self.n += other.n
+        self.total += other.total
+        self.max = max(self.max, other.max)
+
+    def clear(self) -> None:
+        self.counts[:] = _ZEROS
+        self.n = self.total = self.max = 0
+
+    def summary(self) -> Summary:
+        return _summary(self.counts, self.n, self.total, self.max)
+
+    def percentile(self, q: float) -> int:
+        """The ``q`` quantile (0 < q <= 1); 0 when empty."""
+        if self.n <= 0:
+            return 0
+        return _rank_value(list(accumulate(self.counts)), self.n, q, self.max)
+
+    def cumulative(self, bounds: Sequence[int]) -> list[int]:
+        """For each bound: how many values fell in buckets whose values are all <= bound."""
+        cum = list(accumulate(self.counts))
+        out = []
+        for b in bounds:
+            i = bisect_right(UPPER, b)
+            out.append(cum[i - 1] if i else 0)
+        return out
+
+
+class WindowedHistogram:
+    """A histogram over the whole run and over a sliding window of ``slots * slot_s``.
+
+    Values go into the current slot only (one increment). ``rotate(now)`` retires the
+    current slot into the run total and the window ring; the window's sum is kept up to
+    date at rotation (add the new slot, subtract the expired one), so a query never sums
+    the whole ring.
+    """
+
+    def __init__(self, slots: int, slot_s: float, now: float) -> None:
+        self.slot_s = slot_s
+        self.current = Histogram()
+        self._ring: deque[Histogram] = deque()
+        self._slots = slots
+        self._window = Histogram()  # the retired slots still inside the window
+        self._run = Histogram()  # every retired slot
+        self._lock = threading.Lock()  # rotate (worker) against queries (any thread)
+        self.slot_end = now + slot_s
+
+    def record(self, v: int) -> None:
+        self.current.record(v)
+
+    def record_many(self, values: Iterable[int]) -> None:
+        self.current.record_many(values)
+
+    def rotate(self, now: float) -> bool:
+        """Retire the current slot if its time is over; True if it did."""
+        if now < self.slot_end:
+            return False
+        # Slots that passed without a tick (worker busy, process suspended) retire empty;
+        # more of them than the ring holds changes nothing more.
+        passed = int((now - self.slot_end) // self.slot_s) + 1
+        with self._lock:
+            for _ in range(min(passed, self._slots + 1)):
+                self._retire()
+        self.slot_end += passed * self.slot_s
+        return True
+
+    def _retire(self) -> None:
+        slot = self.current
+        self._run.merge(slot)
+        self._window.merge(slot)
+        self._ring.append(slot)
+        if len(self._ring) < self._slots:
+            self.current = Histogram()
+            return
+        old = self._ring.popleft()
+        w = self._window
+        w.counts = list(map(sub, w.counts, old.counts))
+        w.n -= old.n
+        w.total -= old.total
+        old.clear()
+        self.current = old  # fixed memory: the expired slot is the new current one
+
+    def _combined(self, base: Histogram, window: bool) -> Summary:
+        with self._lock:
+            cur = self.current
+            counts = list(map(add, base.counts, cur.counts))
+            n = base.n + cur.n
+            total = base.total + cur.total
+            # The window's own max is not kept (it cannot be subtracted); its slots' are.
+            ring = self._ring if window else (base,)
+            mx = max([cur.max, *(h.max for h in ring)])
+        return _summary(counts, n, total, mx)
+
+    def window(self) -> Summary:
+        """Percentiles over the window (the current slot included)."""
+        return self._combined(self._window, True)
+
+    def run(self) -> Summary:
+        """Percentiles over the whole run."""
+        return self._combined(self._run, False)
+
+    def run_histogram(self) -> Histogram:
+        """A copy of the whole-run histogram (for exposition)."""
+        h = Histogram()
+        with self._lock:
+            h.merge(self._run)
+            h.merge(self.current)
+        return h
+
+
+class Gauges(NamedTuple):
+    """What the monitor reads from the pipeline at each tick (the tracer supplies it)."""
+
+    queue_depth: int = 0
+    open_exchanges: int = 0
+    memory_bytes: int = 0
+    records_written: int = 0
+    bytes_written: int = 0
+    records_lost: int = 0
+    write_errors: int = 0
+    events: int = 0
+
+
+def rss_bytes() -> int | None:
+    """Resident set size of this process now (Linux), else its peak; None if unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+# -- the hook probe ----------------------------------------------------------------------
+
+
+class _ProbeSink:
+    __slots__ = ("_put",)
+
+    def __init__(self, put: Callable[[tuple[Any, ...]], None]) -> None:
+        self._put = put
+
+
+PROBE_ROUNDS = 64
+
+
+def probe_hook_cost(rounds: int = PROBE_ROUNDS) -> list[int]:
+    """Time the caller's per-read hook, ``rounds`` times; ns per call, this machine, now.
+
+    Runs the real :class:`~zltrace._tee.Tee` over an in-memory file whose events go to a
+    private queue, and subtracts the median time of the bare file's own ``read``.
+    """
+    import queue
+
+    from ._tee import Tee
+
+    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    data = b"x" * (rounds * 2)
+    bare = io.BytesIO(data)
+    tee = Tee(io.BytesIO(data), _ProbeSink(q.put), 0)
+    clock = perf_counter_ns
+    base: list[int] = []
+    teed: list[int] = []
+    for _ in range(rounds):
+        t0 = clock()
+        bare.read(1)
+        t1 = clock()
+        tee.read(1)
+        t2 = clock()
+        base.append(t1 - t0)
+        teed.append(t2 - t1)
+    floor = sorted(base)[rounds // 2]
+    return [t - floor if t > floor else 0 for t in teed]
+
+
+# -- the monitor -------------------------------------------------------------------------
+
+
+class PerformanceMonitor:
+    """Figures of one tracer: histograms, gauges, rates, targets; runs the alert rules.
+
+    Fed by the worker (``finished``, ``flushed``, ``hold``, ``batch``, ``tick``); read by
+    any thread (``figures``, ``meets_target``, ``histograms``). ``clock`` (seconds,
+    monotonic) drives windows, ticks and alert durations -- tests pass their own.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        gauges: Callable[[], Gauges] = Gauges,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        perf_offset_ns: int = 0,
+        callbacks: list[Callable[[Any], None]] | None = None,
+        slot_s: float = 10.0,
+        slots: int = 6,
+        probe: Callable[[], list[int]] | None = probe_hook_cost,
+    ) -> None:
+        self.config = config
+        self._gauges = gauges
+        self._clock = clock
+        #: perf_counter_ns minus wall-clock ns, as the assembler's records use them.
+        self._offset = perf_offset_ns
+        self._probe = probe
+        now = clock()
+        self.window_s = slot_s * slots
+        self.tick_s = 1.0
+        #: Whether the worker wakes for ``tick()`` (alerts or endpoints on): without ticks
+        #: the counts and histograms still grow, but windows, rates and gauges stand still.
+        self.ticking = bool(config.alerts or config.health_port is not None)
+        self.added = WindowedHistogram(slots, slot_s, now)
+        self.chunk = WindowedHistogram(slots, slot_s, now)
+        self.lag = WindowedHistogram(slots, slot_s, now)
+        self.hold = WindowedHistogram(slots, slot_s, now)
+        self._hook_ns = 0  # median per-hook cost of the latest probe
+        self._ends: list[int] = []  # end times (perf ns) of records not yet written
+        self.exchanges = 0
+        self.queue_max = 0  # largest queue seen since the last tick
+        self._last = Gauges()
+        self._queue_peak = 0  # largest queue seen in the last tick (what alerts look at)
+        self._rss: int | None = None
+        # (clock, records_written, bytes_written, records_lost) once per tick, over the window
+        self._samples: deque[tuple[float, int, int, int]] = deque()
+        self._next_tick = now
+        self._next_probe = now
+        self.alerts = AlertEngine(
+            default_rules(config),
+            clock=clock,
+            report_s=config.report_s if config.alerts else 0,
+            callbacks=callbacks,
+        )
+        if config.alerts:
+            self.alerts.configuration(_config_figures(config))
+
+    # -- fed by the worker ---------------------------------------------------------------
+
+    def finished(self, out: Sequence[Finished]) -> None:
+        """Exchanges the assembler just ended (before they are handed to the writer)."""
+        cost = self._hook_ns
+        ends = self._ends
+        offset = self._offset
+        values = []
+        for f in out:
+            sent, head, _, end = f.timing
+            reads = f.reads
+            body = f.request_body
+            # start + end hooks, the request head's send, body sends, head, body reads
+            hooks = (
+                2
+                + (sent is not None)
+                + (len(body) if body else 0)
+                + (head is not None)
+                + (len(reads) >> 1 if reads else 0)
+            )
+            values.append(hooks * cost)
+            ends.append(f.wall_ns + end + offset)
+        self.added.current.record_many(values)
+        self.exchanges += len(out)
+        if len(ends) > 100_000:  # writes failing for long: stop measuring their lag
+            del ends[:50_000]
+
+    def flushed(self) -> None:
+        """The writer just wrote every record it held."""
+        ends = self._ends
+        if ends:
+            now = perf_counter_ns()
+            self.lag.current.record_many([now - e for e in ends])
+            ends.clear()
+
+    def hold_ns(self, ns: int) -> None:
+        """The worker held the GIL for ``ns`` in one slice."""
+        self.hold.current.record(ns)
+
+    def batch(self, depth: int) -> None:
+        """The worker drained ``depth`` queued events at once."""
+        if depth > self.queue_max:
+            self.queue_max = depth
+
+    def due(self) -> float:
+        """Seconds until the next tick (0 if due now)."""
+        return max(0.0, self._next_tick - self._clock())
+
+    def maybe_tick(self) -> None:
+        if self._clock() >= self._next_tick:
+            self.tick()
+
+    def tick(self) -> None:
+        """Sample gauges, rotate windows, re-probe, evaluate the alert rules."""
+        now = self._clock()
+        self._next_tick = now + self.tick_s
+        g = self._read_gauges()
+        self._queue_peak = max(self.queue_max, g.queue_depth)
+        self.queue_max = 0
+        self._rss = rss_bytes()
+        samples = self._samples
+        samples.append((now, g.records_written, g.bytes_written, g.records_lost))
+        while len(samples) > 2 and samples[0][0] < now - self.window_s:
+            samples.popleft()
+        for h in (self.added, self.chunk, self.lag, self.hold):
+            h.rotate(now)
+        if self._probe is not None and now >= self._next_probe:
+            self._next_probe = now + self.added.slot_s
+            try:
+                costs = self._probe()
+            except Exception:  # a probe failure must not stop monitoring
+                log.debug("zltrace: hook probe failed", exc_info=True)
+            else:
+                if costs:
+                    self.chunk.current.record_many(costs)
+                    self._hook_ns = sorted(costs)[len(costs) // 2]
+        if self.config.alerts:
+            self.alerts.evaluate(self.figures())
+
+    # -- read by anyone ------------------------------------------------------------------
+
+    def _read_gauges(self) -> Gauges:
+        try:
+            self._last = self._gauges()
+        except Exception:  # a half-built or torn-down tracer: the last figures will do
+            log.debug("zltrace: reading the gauges failed", exc_info=True)
+        return self._last
+
+    @property
+    def hook_ns(self) -> int:
+        return self._hook_ns
+
+    def meets_target(self, figures: dict[str, Any] | None = None) -> bool:
+        """Window p95 added time and held memory both under their targets."""
+        cfg = self.config
+        if figures is None:
+            p95 = self.added.window().p95
+            memory = self._read_gauges().memory_bytes
+        else:
+            p95 = figures["added_p95_ns"]
+            memory = figures["memory_bytes"]
+        return bool(p95 < cfg.target_p95_us * 1000 and memory < cfg.target_memory)
+
+    def figures(self) -> dict[str, Any]:
+        """Every figure as a flat dict of plain numbers (ns, bytes, per second).
+
+        Gauges are read now; rates, the queue peak and RSS are as of the last tick.
+        """
+        g = self._read_gauges()
+        cfg = self.config
+        out: dict[str, Any] = {"window_s": self.window_s}
+        for name, summary in (
+            ("added", self.added.window()),
+            ("added_run", self.added.run()),
+            ("chunk", self.chunk.run()),
+            ("lag", self.lag.window()),
+            ("hold", self.hold.window()),
+        ):
+            out[f"{name}_count"] = summary.n
+            out[f"{name}_mean_ns"] = round(summary.mean, 1)
+            out[f"{name}_p50_ns"] = summary.p50
+            out[f"{name}_p95_ns"] = summary.p95
+            out[f"{name}_p99_ns"] = summary.p99
+            out[f"{name}_max_ns"] = summary.max
+        out["hook_ns"] = self._hook_ns
+        records_s = bytes_s = 0.0
+        lost_recent = 0
+        samples = self._samples
+        if len(samples) >= 2:
+            (t0, r0, b0, l0), (t1, r1, b1, l1) = samples[0], samples[-1]
+            if t1 > t0:
+                records_s = (r1 - r0) / (t1 - t0)
+                bytes_s = (b1 - b0) / (t1 - t0)
+            lost_recent = l1 - l0
+        elif samples:
+            lost_recent = samples[-1][3]
+        budget = cfg.memory_pool_size
+        out.update(
+            exchanges=self.exchanges,
+            events=g.events,
+            queue_depth=g.queue_depth,
+            queue_depth_peak=self._queue_peak,
+            open_exchanges=g.open_exchanges,
+            records_written=g.records_written,
+            bytes_written=g.bytes_written,
+            records_lost=g.records_lost,
+            records_lost_recent=lost_recent,
+            write_errors=g.write_errors,
+            records_per_s=round(records_s, 3),
+            bytes_per_s=round(bytes_s, 3),
+            memory_bytes=g.memory_bytes,
+            memory_budget_bytes=budget,
+            budget_utilization=round(g.memory_bytes / budget, 6),
+            rss_bytes=self._rss,
+            target_p95_ns=cfg.target_p95_us * 1000,
+            target_memory_bytes=cfg.target_memory,
+        )
+        out["meets_target"] = self.meets_target(out)
+        return out
+
+    def histograms(self) -> dict[str, Histogram]:
+        """Whole-run copies of the histograms, by name."""
+        return {
+            "added": self.added.run_histogram(),
+            "chunk": self.chunk.run_histogram(),
+            "lag": self.lag.run_histogram(),
+            "hold": self.hold.run_histogram(),
+        }
+
+
+def _config_figures(config: Config) -> dict[str, Any]:
+    """The configuration as log fields (nothing secret is in a Config)."""
+    import attrs
+
+    out: dict[str, Any] = {}
+    for a in attrs.fields(type(config)):
+        value = getattr(config, a.name)
+        out[f"config_{a.name}"] = list(value) if isinstance(value, tuple) else value
+    return out
