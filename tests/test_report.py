@@ -530,7 +530,11 @@ def chromium() -> Iterator[str]:
 
 
 def browser(chromium: str, url: str, tmp_path: Path, *args: str) -> str:
-    """Run headless Chromium on ``url`` with a throwaway profile; stdout."""
+    """Run headless Chromium on ``url`` with a throwaway profile; stdout.
+
+    The page must log nothing to the console: no script error, and no CSP violation (which is
+    what an injected script or handler would cause, blocked or not).
+    """
     cmd = [
         chromium,
         "--headless",
@@ -541,11 +545,15 @@ def browser(chromium: str, url: str, tmp_path: Path, *args: str) -> str:
         "--disable-extensions",
         f"--user-data-dir={tmp_path / 'profile'}",
         "--virtual-time-budget=5000",
+        "--enable-logging=stderr",
+        "--v=0",
         *args,
         url,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, errors="replace")
     assert done.returncode == 0, done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
     return done.stdout
 
 
@@ -592,6 +600,23 @@ def test_chromium_shows_hostile_strings_as_text(
     assert "&lt;img src=x onerror=" in detail
     assert "<title>zl-test</title>" in dom and 'id="pwned"' not in dom
     assert "<img" not in dom and "<b>" not in dom and "<b " not in dom
+
+
+def test_chromium_filters_from_the_url(
+    exchanges: list[zltrace.Exchange], tmp_path: Path, chromium: str
+) -> None:
+    """#status=4xx shows only the 404; #model=...&path=... narrows to the two LLM calls."""
+    page = tmp_path / "report.html"
+    page.write_text(report_html(exchanges), encoding="utf-8")
+
+    def rows(fragment: str) -> list[str]:
+        dom = browser(chromium, page.as_uri() + fragment, tmp_path, "--dump-dom")
+        return re.findall(r'<tr class="zl-row[^"]*"[^>]*id="zl-row-(\d+)"', dom)
+
+    assert rows("#status=4xx") == ["3"]
+    assert rows("#model=claude-sonnet-4-5&path=MESSAGES&expand=last") == ["0", "1"]
+    assert rows("#model=%00") == ["2", "3", "4", "5"]  # "(no model)"
+    assert rows("#host=nowhere") == [str(i) for i in range(6)]  # unknown value: ignored
 
 
 def test_chromium_screenshot(

@@ -281,12 +281,13 @@
     countEl.textContent = "Showing " + fmtInt(n) + " of " + fmtInt(view.length) + (view.length !== rows.length ? " matching (" + fmtInt(rows.length) + " in trace)" : "");
   }
 
-  function apply() {
+  function refresh() {
     view = rows.filter(matches);
     state.shown = PAGE;
     renderRows();
     drawCharts();
   }
+  function apply() { refresh(); writeHash(); }
 
   // -- detail ---------------------------------------------------------------------------------
   function section(parent, title, note, open) {
@@ -432,12 +433,24 @@
     if (dtr) dtr.parentNode.removeChild(dtr);
     if (tr) { tr.classList.remove("open"); tr.setAttribute("aria-expanded", "false"); }
   }
-  function setHash(r) {
-    try { history.replaceState(null, "", r ? "#expand=" + encodeURIComponent(r.id) : location.pathname + location.search); } catch (e) { /* file: URLs may refuse */ }
+  // The URL's hash holds the filters and the expanded exchange: #status=4xx&expand=<id>.
+  var FILTERS = ["host", "path", "status", "model"];
+  var lastOpen = null;
+  function writeHash() {
+    var parts = [];
+    FILTERS.forEach(function (k) {
+      var v = k === "path" ? pathIn.value : state[k];
+      if (v) parts.push(k + "=" + encodeURIComponent(v));
+    });
+    if (lastOpen !== null) parts.push("expand=" + encodeURIComponent(lastOpen));
+    try {
+      history.replaceState(null, "", parts.length ? "#" + parts.join("&") : location.pathname + location.search);
+    } catch (e) { /* some file: URLs refuse; the page works without */ }
   }
   function toggle(r) {
-    if (state.open[r.i]) { delete state.open[r.i]; closeDetail(r); setHash(null); }
-    else { state.open[r.i] = true; openDetail(r); setHash(r); }
+    if (state.open[r.i]) { delete state.open[r.i]; closeDetail(r); if (lastOpen === r.id) lastOpen = null; }
+    else { state.open[r.i] = true; openDetail(r); lastOpen = r.id; }
+    writeHash();
   }
   // Opens r's detail, first making its row visible (clearing filters or paging as needed).
   function expand(r, scroll) {
@@ -447,14 +460,31 @@
     if (!state.open[r.i]) toggle(r);
     if (scroll) { var tr = byId("zl-row-" + r.i); if (tr && tr.scrollIntoView) tr.scrollIntoView({ block: "start" }); }
   }
-  function fromLocation() {
-    var m = /(?:^[#?]|&)expand=([^&]*)/.exec(location.hash) || /(?:^[#?]|&)expand=([^&]*)/.exec(location.search);
-    if (!m) return;
-    var want;
-    try { want = decodeURIComponent(m[1]); } catch (e) { return; }
-    var r = null;
-    if (want === "first") r = rows[0] || null;
-    else if (want === "last") r = rows[rows.length - 1] || null;
+  function params() {
+    var out = {};
+    [location.search, location.hash].forEach(function (part) {
+      part.replace(/^[#?]/, "").split("&").forEach(function (kv) {
+        var eq = kv.indexOf("=");
+        if (eq <= 0) return;
+        try { out[kv.slice(0, eq)] = decodeURIComponent(kv.slice(eq + 1)); } catch (e) { /* skip it */ }
+      });
+    });
+    return out;
+  }
+  function readFilters(p) {
+    var controls = { host: hostSel, path: pathIn, status: statusSel, model: modelSel };
+    FILTERS.forEach(function (k) {
+      if (typeof p[k] !== "string") return;
+      controls[k].value = p[k];
+      if (controls[k].value !== p[k]) { controls[k].value = ""; return; }  // no such option
+      state[k] = k === "path" ? p[k].toLowerCase() : p[k];
+    });
+  }
+  function expandFrom(p) {
+    var want = p.expand, r = null;
+    if (typeof want !== "string") return;
+    if (want === "first") r = view[0] || null;
+    else if (want === "last") r = view[view.length - 1] || null;
     else for (var k = 0; k < rows.length && !r; k++) if (rows[k].id === want) r = rows[k];
     if (r) expand(r, false);
   }
@@ -465,6 +495,8 @@
     resizeTimer = setTimeout(drawCharts, 150);
   });
 
-  apply();
-  fromLocation();
+  var initial = params();
+  readFilters(initial);
+  refresh();
+  expandFrom(initial);
 })();
