@@ -1,0 +1,69 @@
+"""The memory budget (``Config.memory_pool_size``): what the trace holds, and what happens at
+its limit. Owned by the worker thread; the caller only ever feels the last step below.
+
+Held on the trace's behalf, in bytes:
+
+- body bytes of exchanges still in flight (the assembler's ``bytes_held``),
+- encoded lines not yet in the trace file, retry and memory-fallback lines included (the
+  writer's ``pending_bytes``),
+- events taken off the queue or still on it but not handled yet: their count times the mean
+  bytes per event seen so far (an estimate: counting bytes exactly would cost the caller a
+  ``len()`` and an add per chunk, and the queue's item count is free).
+
+Policy, in order (every step counted in ``stats()``):
+
+1. Above ``HIGH`` (90%): the writer flushes at once, and response bodies of exchanges still in
+   flight are spilled to the side file, largest first, down to ``LOW`` (50%). The record
+   then points at the side-file extents; nothing is lost and the app notices nothing. This is
+   what keeps a 1 GB streamed response within the budget.
+2. Above ``RESUME`` (75%), in all (the app reads faster than the worker can store, or a
+   spill is blocked in ``write()`` by the kernel's writeback throttling): the queue is bounded
+   to a quarter of the budget. An app thread that finds it full waits, polling every
+   ``THROTTLE_POLL_S`` for at most ``THROTTLE_WAIT_S`` per chunk, until the worker has made
+   room; below ``LOW`` (50%) the bound is lifted. Slower, but nothing lost -- the only time
+   zero-latency mode makes the caller wait, and only while the budget is under pressure.
+   (The check is a ``qsize()`` per chunk, paid only in that state.)
+3. Spilling impossible (the side file cannot be written) and still above the limit: bytes of
+   in-flight bodies are dropped, largest first, and the exchange's record says so
+   (``error.type`` ``zltrace.BodyDropped``, with the count); ``stats()["body_bytes_dropped"]``
+   counts them. Encoded lines beyond the budget while the disk is gone are dropped oldest
+   first and counted in ``records_lost`` (see ``_writer``). Both are logged at CRITICAL.
+"""
+
+from __future__ import annotations
+
+HIGH = 0.90
+RESUME = 0.75
+LOW = 0.50
+#: Longest a caller waits for the worker per chunk while throttled (never unbounded).
+THROTTLE_WAIT_S = 1.0
+THROTTLE_POLL_S = 0.0005
+
+
+class Budget:
+    """Thresholds and counters of one tracer's memory budget."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.high = int(limit * HIGH)
+        self.resume = int(limit * RESUME)
+        self.low = int(limit * LOW)
+        self.held = 0  # last computed total
+        self.peak = 0
+        self.trims = 0  # times HIGH was crossed and the worker flushed and spilled
+        self.spilled_bytes = 0
+        self.throttles = 0  # times callers were made to wait
+        self.throttled = False
+        self.max_queued = 0  # events callers may queue while throttled
+        self.dropped_bytes = 0
+
+    def update(self, held: int) -> int:
+        self.held = held
+        if held > self.peak:
+            self.peak = held
+        return held
+
+    @property
+    def utilisation(self) -> float:
+        """Held bytes over the budget (may exceed 1.0 briefly)."""
+        return self.held / self.limit
