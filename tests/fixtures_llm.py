@@ -737,7 +737,7 @@ RESPONSES_TEXT = Stream(
 )
 
 _RID2 = "resp_68af4030592c81938ec0a5fbab4a3e9f05438e46b5f69a3b"
-_RS_ITEM = {
+_RS_ITEM: Json = {
     "id": "rs_68af4030baa48193b0b43b4c2a176a1a05438e46b5f69a3b",
     "type": "reasoning",
     "summary": [

@@ -214,7 +214,7 @@ def rebuild_stream(events: Iterable[SSEEvent]) -> Json | None:
             continue
         try:
             obj = json.loads(event.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not isinstance(obj, dict):
             continue

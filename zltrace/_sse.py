@@ -144,7 +144,7 @@ class SSEParser:
         self._retry = None
 
 
-def parse_sse(data: bytes | Iterable[bytes]) -> Iterator[SSEEvent]:
+def parse_sse(data: bytes | bytearray | memoryview | Iterable[bytes]) -> Iterator[SSEEvent]:
     """The events of an event stream, given whole or as an iterable of chunks."""
     parser = SSEParser()
     chunks: Iterable[bytes] = (
