@@ -152,7 +152,7 @@ def default_rules(config: Config) -> list[Rule]:
             c.alert_queue_s,
             lambda f: f["queue_depth_peak"] > c.alert_queue,
             lambda f: f"queue reached {f['queue_depth_peak']} events (> {c.alert_queue})",
-            ("queue_depth_peak", "queue_depth", "hold_p99_ns"),
+            ("queue_depth_peak", "queue_depth"),
         ),
     ]
 
@@ -195,8 +195,12 @@ class AlertEngine:
         out = [s.active for s in self._state.values() if s.active is not None]
         return sorted(out, key=lambda a: a.severity != "critical")
 
-    def evaluate(self, figures: Figures) -> list[Alert]:
-        """Apply every rule to ``figures`` now; return (and deliver) the notices."""
+    def evaluate(self, figures: Figures, full: Callable[[], Figures] | None = None) -> list[Alert]:
+        """Apply every rule to ``figures`` now; return (and deliver) the notices.
+
+        ``full`` gives the figures of the periodic report when it is due (default:
+        ``figures``).
+        """
         now = self._clock()
         notices: list[Alert] = []
         for rule in self.rules:
@@ -222,7 +226,11 @@ class AlertEngine:
             self._deliver(alert)
         if self._next_report is not None and now >= self._next_report:
             self._next_report = now + self.report_s
-            self.info("performance_report", "zltrace performance report", figures)
+            self.info(
+                "performance_report",
+                "zltrace performance report",
+                figures if full is None else full(),
+            )
         return notices
 
     def info(self, name: str, message: str, figures: Figures) -> Alert:
