@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 import zltrace
 from zltrace import _report
+from zltrace._cli import main
 
 # The payload tries, if it ever ran, to leave a mark the DOM dump would show.
 PWN = "document.title='pwned';document.body.appendChild(document.createElement('b')).id='pwned'"
@@ -476,14 +477,15 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_writes_the_report(exchanges: list[zltrace.Exchange], tmp_path: Path) -> None:
+def test_cli_writes_the_report(
+    exchanges: list[zltrace.Exchange], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``report PATH -o OUT`` writes the page, quietly, and only OUT appears in its folder."""
     trace = exchanges[0].source[0]
     out = tmp_path / "out" / "r.html"
     out.parent.mkdir()
-    done = cli("report", trace, "-o", str(out))
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == "" and done.stdout == ""
+    assert main(["report", trace, "-o", str(out)]) == 0
+    assert capsys.readouterr() == ("", "")
     assert os.listdir(out.parent) == ["r.html"]
     page = out.read_text(encoding="utf-8")
     assert page == out.read_bytes().decode("ascii")
@@ -499,12 +501,34 @@ def test_cli_stdout_and_progress(exchanges: list[zltrace.Exchange], tmp_path: Pa
     assert done.stderr.strip().splitlines()[-1] == f"reported {len(exchanges)} exchanges to stdout"
 
 
-def test_cli_missing_path_exits_2(tmp_path: Path) -> None:
+def test_cli_missing_path_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A missing trace path is exit status 2 with a message, and no output file."""
-    done = cli("report", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "r.html"))
-    assert done.returncode == 2
-    assert "no such trace file or directory" in done.stderr
+    assert main(["report", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "r.html")]) == 2
+    assert "no such trace file or directory" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_unwritable_output_exits_1(
+    exchanges: list[zltrace.Exchange], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An output that cannot be created is exit status 1 with the OS error."""
+    out = tmp_path / "no-such-dir" / "r.html"
+    assert main(["report", exchanges[0].source[0], "-o", str(out)]) == 1
+    assert capsys.readouterr().err.startswith("error: [Errno 2]")
+
+
+def test_cli_reports_around_a_torn_line(
+    exchanges: list[zltrace.Exchange], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A torn last line is a warning on stderr; every whole exchange is still reported."""
+    trace = exchanges[0].source[0]
+    with open(trace, "ab") as f:
+        f.write(b'{"v":1,"id":"torn')
+    out = tmp_path / "r.html"
+    assert main(["report", trace, "-o", str(out)]) == 0
+    assert "torn last line" in capsys.readouterr().err
+    page = out.read_text(encoding="utf-8")
+    assert len([b for b in data_blocks(page) if "ttfb" in b]) == len(exchanges)
 
 
 # -- the page in a browser ------------------------------------------------------------------
@@ -617,6 +641,22 @@ def test_chromium_filters_from_the_url(
     assert rows("#model=claude-sonnet-4-5&path=MESSAGES&expand=last") == ["0", "1"]
     assert rows("#model=%00") == ["2", "3", "4", "5"]  # "(no model)"
     assert rows("#host=nowhere") == [str(i) for i in range(6)]  # unknown value: ignored
+
+
+def test_chromium_pages_long_traces(
+    exchanges: list[zltrace.Exchange], tmp_path: Path, chromium: str
+) -> None:
+    """1200 exchanges: 500 rows drawn, a "show more" button, and #expand reaches row 900."""
+    many = [attrs.evolve(exchanges[k % 4], id=f"x.{k}") for k in range(1200)]
+    page = tmp_path / "report.html"
+    page.write_text(report_html(many), encoding="utf-8")
+    dom = browser(chromium, page.as_uri(), tmp_path, "--dump-dom")
+    assert len(re.findall(r'<tr class="zl-row', dom)) == 500
+    assert "Show 500 more (700 hidden)" in dom and "Showing 500 of 1,200" in dom
+    assert "1200 exchanges (5 per bar)" in dom  # the charts bin what they cannot draw
+    dom = browser(chromium, page.as_uri() + "#expand=x.900", tmp_path, "--dump-dom")
+    assert len(re.findall(r'<tr class="zl-row', dom)) == 901
+    assert 'id="zl-detail-900"' in dom
 
 
 def test_chromium_screenshot(

@@ -72,7 +72,7 @@
     var parts = [fmtInt(rows.length) + (rows.length === 1 ? " exchange" : " exchanges")];
     if (meta.first) parts.push(fmtDate(meta.first) + (meta.last && meta.last !== meta.first ? " \u2192 " + fmtTime(meta.last) : ""));
     if (hasTokens) parts.push(fmtInt(tin) + " tokens in, " + fmtInt(tout) + " out");
-    parts.push(fmtInt(errors) + " failed or incomplete");
+    parts.push(fmtInt(errors) + " failed (status \u2265 400, no response, or cut short)");
     parts.push("zltrace " + meta.version);
     byId("zl-summary").textContent = parts.join("  \u00b7  ");
   })();
@@ -245,7 +245,7 @@
     tdUrl.title = r.url;
     add(tdUrl, el("span", "zl-host", r.host));
     add(tdUrl, d.createTextNode(r.path));
-    var tdSt = add(tr, el("td"));
+    var tdSt = add(tr, el("td", "zl-status"));
     add(tdSt, statusBadge(r));
     if (r.sse) add(tdSt, el("span", "zl-sse", "SSE"));
     add(tr, el("td", "num", fmtNs(r.duration)));
