@@ -72,9 +72,10 @@
     var parts = [fmtInt(rows.length) + (rows.length === 1 ? " exchange" : " exchanges")];
     if (meta.first) parts.push(fmtDate(meta.first) + (meta.last && meta.last !== meta.first ? " \u2192 " + fmtTime(meta.last) : ""));
     if (hasTokens) parts.push(fmtInt(tin) + " tokens in, " + fmtInt(tout) + " out");
-    parts.push(fmtInt(errors) + " failed (status \u2265 400, no response, or cut short)");
+    parts.push(fmtInt(errors) + " failed");
     parts.push("zltrace " + meta.version);
     byId("zl-summary").textContent = parts.join("  \u00b7  ");
+    byId("zl-summary").title = "failed: status \u2265 400, no response, or cut short";
   })();
 
   var main = byId("zl-main");
