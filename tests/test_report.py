@@ -447,6 +447,51 @@ def test_any_body_bytes_render(data: bytes, limit: int) -> None:
         assert data.startswith(body["text"].encode())
 
 
+_KEYS = st.sampled_from(
+    [
+        "content",
+        "choices",
+        "output",
+        "type",
+        "text",
+        "thinking",
+        "name",
+        "input",
+        "message",
+        "delta",
+        "tool_calls",
+        "function",
+        "arguments",
+        "summary",
+        "error",
+        "stop_reason",
+        "status",
+    ]
+)
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(_KEYS, c, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(msg=_JSONISH, limit=st.integers(0, 64))
+def test_any_message_shape_renders(msg: Any, limit: int) -> None:
+    """Whatever shape a rebuilt message has, it gives blocks of text (or None), never an error."""
+    out = _report._message(msg, limit)
+    if out is not None:
+        assert all(isinstance(b["text"], str) for b in out["blocks"])
+        _report._json_block(out)
+
+
+@pytest.mark.parametrize("data", [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000])
+def test_json_nested_too_deep_shows_as_text(data: bytes) -> None:
+    """JSON nested deeper than the parser's recursion limit is shown as text, not an error."""
+    body = _report._body(data, "application/json", 100)
+    assert body is not None and body["kind"] == "text" and body["text"] == "[" * 100
+
+
 def test_empty_trace_gives_a_valid_page() -> None:
     """No exchanges: still a whole page, with a meta block saying count 0."""
     page = report_html([])

@@ -105,11 +105,12 @@ def _body(data: bytes | None, content_type: str | None, limit: int) -> dict[str,
         return out
     if len(data) <= _JSON_PARSE_LIMIT and _looks_json(data, content_type):
         try:
-            parsed = json.loads(data)
-        except ValueError:
+            pretty = json.dumps(json.loads(data), indent=2, ensure_ascii=False)
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to pretty-print
             pass
         else:
-            text, cut = _clip(json.dumps(parsed, indent=2, ensure_ascii=False), limit)
+            # What is left out is counted in bytes of the pretty-printed text.
+            text, cut = _clip(pretty, limit)
             out.update(kind="json", text=text, truncated=cut)
             return out
     # Decode only what is shown; an incremental decoder tolerates a character cut at the limit.
@@ -129,12 +130,19 @@ def _pretty(value: Any) -> str:
         # Tool arguments often arrive as a JSON string (OpenAI): show them parsed when they are.
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return str(value)
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return "(nested too deeply to show)"
 
 
 # -- the reconstructed message --------------------------------------------------------------
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _block(kind: str, text: str, limit: int, **extra: Any) -> dict[str, Any]:
@@ -178,7 +186,7 @@ def _chat_blocks(choices: list[Any], limit: int) -> list[dict[str, Any]]:
             for part in content:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     blocks.append(_block("text", part["text"], limit))
-        for call in msg.get("tool_calls") or []:
+        for call in _list(msg.get("tool_calls")):
             fn = call.get("function", {}) if isinstance(call, dict) else {}
             if isinstance(fn, dict):
                 name = str(fn.get("name", ""))
@@ -195,7 +203,7 @@ def _responses_blocks(output: list[Any], limit: int) -> list[dict[str, Any]]:
             continue
         kind = item.get("type")
         if kind == "message":
-            for part in item.get("content") or []:
+            for part in _list(item.get("content")):
                 if not isinstance(part, dict):
                     continue
                 text = part.get("text", part.get("refusal"))
@@ -205,7 +213,7 @@ def _responses_blocks(output: list[Any], limit: int) -> list[dict[str, Any]]:
             name = str(item.get("name", ""))
             blocks.append(_block("tool_use", _pretty(item.get("arguments", "")), limit, name=name))
         elif kind == "reasoning":
-            parts = (item.get("summary") or []) + (item.get("content") or [])
+            parts = _list(item.get("summary")) + _list(item.get("content"))
             text = "\n\n".join(
                 p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
             )
