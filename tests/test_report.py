@@ -230,6 +230,20 @@ def test_csp_allows_only_the_report_script_and_style(exchanges: list[zltrace.Exc
     assert f"style-src '{_report._sha256(css)}'" in policy
 
 
+def test_the_script_never_parses_markup() -> None:
+    """The page's script builds the DOM without any API that parses strings as HTML or code."""
+    js = _report._asset("report.js")
+    for api in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "Function(",
+    ):
+        assert api not in js, api
+
+
 def test_summary_has_method_url_status_timing_tokens(exchanges: list[zltrace.Exchange]) -> None:
     """Each exchange's summary carries method, URL, status, duration, TTFB, tokens and model."""
     summaries = [b for b in data_blocks(report_html(exchanges)) if "ttfb" in b]
