@@ -12,17 +12,21 @@ import warnings
 from datetime import datetime, timezone
 from itertools import count
 from types import TracebackType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import _state
 from ._assembler import Assembler, Finished
 from ._events import capture_failures
+from ._monitor import Gauges, PerformanceMonitor
 from ._pool import wrap_target
 from ._redact import Redactor
 from ._worker import Worker
 from ._writer import Opener, TraceWriter
 from .config import Config
 from .exceptions import ConfigError, ZltraceWarning
+
+if TYPE_CHECKING:
+    from ._endpoints import EndpointServer, State
 
 log = logging.getLogger("zltrace")
 
@@ -53,7 +57,10 @@ class Tracer:
         self._lifecycle = threading.RLock()
         self._after_close_events = 0
         self._dropped_events = 0
+        #: ``on_degradation`` callbacks (kept across the rebuild in a forked child).
+        self._callbacks: list[Callable[[Any], Any]] = []
         self._setup()
+        self._endpoint = self._start_endpoint()
         _state.register(self)
 
     def _setup(self) -> None:
@@ -69,13 +76,15 @@ class Tracer:
             backoff_ms=cfg.retry_backoff_ms,
             memory_limit=cfg.memory_pool_size,
         )
-        self._assembler = Assembler(
-            self._run, time.time_ns(), time.perf_counter_ns(), Redactor(cfg.redact_headers)
-        )
+        wall0, perf0 = time.time_ns(), time.perf_counter_ns()
+        self._assembler = Assembler(self._run, wall0, perf0, Redactor(cfg.redact_headers))
         self._sync_lock = threading.Lock()
         self._sync_owner: int | None = None
         self._put: Callable[[tuple[Any, ...]], None]
         self._worker: Worker | None = None
+        self._monitor = PerformanceMonitor(
+            cfg, self._gauges, perf_offset_ns=perf0 - wall0, callbacks=self._callbacks
+        )
         self.mode = "standard"
         if not cfg.enabled:
             self.mode = "disabled"
@@ -91,6 +100,7 @@ class Tracer:
                 cfg.flush_ms,
                 name=f"zltrace-worker-{stem}",
                 on_crash=self._worker_crashed,
+                monitor=self._monitor,
             )
             try:
                 worker.start()
@@ -150,6 +160,7 @@ class Tracer:
             already = self._closed
             self._closed = True
             self._put = self._after_close
+        self._stop_endpoint()
         worker = self._worker
         if worker is not None:
             # A second close() (a signal handler while the first one waits, atexit) waits
@@ -181,6 +192,22 @@ class Tracer:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def health_url(self) -> str | None:
+        """Base URL of the health and metrics endpoints (``Config.health_port``), or None."""
+        endpoint = self._endpoint
+        return endpoint.url if endpoint is not None else None
+
+    def on_degradation(self, fn: Callable[[Any], Any]) -> None:
+        """Call ``fn(alert)`` (a :class:`zltrace.Alert`) when an alert fires or clears.
+
+        Called on the worker thread: keep it short. An exception it raises is logged on
+        ``zltrace.monitor`` and changes nothing else.
+        """
+        if not callable(fn):
+            raise TypeError(f"on_degradation() takes a callable, got {fn!r}")
+        self._callbacks.append(fn)
 
     def stats(self) -> dict[str, Any]:
         """Counters and gauges of this tracer, as a plain dict."""
@@ -217,6 +244,7 @@ class Tracer:
             "after_close_events": self._after_close_events,
             "dropped_events": self._dropped_events,
             "capture_failures": sum(capture_failures().values()),
+            **self._monitor_stats(),
         }
 
     def __enter__(self) -> Tracer:
@@ -242,9 +270,13 @@ class Tracer:
                     out: list[Finished] = []
                     self._assembler.handle(ev, out)
                     if out:
+                        self._monitor.finished(out)
                         for f in out:
                             self._writer.add(f)
-                        self._writer.flush()
+                        if self._writer.flush():
+                            self._monitor.flushed()
+                        if self._monitor.ticking:
+                            self._monitor.maybe_tick()
                 finally:
                     self._sync_owner = None
         except Exception as exc:
@@ -268,5 +300,63 @@ class Tracer:
         if self._closed:
             return
         self._writer.abandon()  # the parent's files: the parent writes them, not us
+        if self._endpoint is not None:
+            self._endpoint.abandon()  # the parent's listening socket: it serves, not us
+            self._endpoint = None
         self._lifecycle = threading.RLock()
         self._setup()
+
+    # -- monitoring (figures in _monitor.py, rules in _alerts.py, HTTP in _endpoints.py) -------
+
+    def _gauges(self) -> Gauges:
+        w = self._worker
+        writer = self._writer
+        return Gauges(
+            queue_depth=self._queue.qsize() if w else 0,
+            open_exchanges=self._assembler.open_count,
+            memory_bytes=self._assembler.bytes_held,
+            records_written=writer.records_written,
+            bytes_written=writer.bytes_written,
+            records_lost=writer.records_lost,
+            write_errors=writer.write_errors,
+            events=w.events if w else 0,
+        )
+
+    def _monitor_stats(self) -> dict[str, Any]:
+        figures = self._monitor.figures()
+        return {
+            "meets_target": figures["meets_target"],
+            "alerts_active": [a.name for a in self._monitor.alerts.active()],
+            "performance": figures,
+        }
+
+    def _endpoint_state(self) -> State:
+        from ._endpoints import State
+
+        w = self._worker
+        ok = self.mode != "zero-latency" or bool(w and w.alive and not w.crashed)
+        return State(self.mode, self._monitor, ok, sum(capture_failures().values()))
+
+    def _start_endpoint(self) -> EndpointServer | None:
+        cfg = self.config
+        if cfg.health_port is None or not cfg.enabled:
+            return None
+        from ._endpoints import EndpointServer
+
+        try:
+            endpoint = EndpointServer(cfg.health_host, cfg.health_port, self._endpoint_state)
+            endpoint.start()
+        except (OSError, RuntimeError) as exc:  # port taken, bad host, no thread
+            warnings.warn(
+                f"zltrace: the health endpoint could not start on "
+                f"{cfg.health_host}:{cfg.health_port} ({exc}); going on without it",
+                ZltraceWarning,
+                stacklevel=3,
+            )
+            return None
+        return endpoint
+
+    def _stop_endpoint(self) -> None:
+        endpoint, self._endpoint = self._endpoint, None
+        if endpoint is not None:
+            endpoint.close()

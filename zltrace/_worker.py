@@ -40,10 +40,13 @@ import queue
 import threading
 import time
 from time import perf_counter_ns
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._assembler import Assembler, Finished
 from ._writer import TraceWriter
+
+if TYPE_CHECKING:
+    from ._monitor import PerformanceMonitor
 
 log = logging.getLogger("zltrace")
 
@@ -68,7 +71,10 @@ class Worker:
         flush_ms: int,
         name: str,
         on_crash: Callable[[], None] | None = None,
+        monitor: PerformanceMonitor | None = None,
     ) -> None:
+        #: Fed from this thread only (see _monitor.py); ``tick()`` at most once a second.
+        self._monitor = monitor
         self._q = q
         self._asm = assembler
         self._writer = writer
@@ -132,10 +138,16 @@ class Worker:
                 # The next flush, or the writer's next retry when it is backing off.
                 due = max(self._oldest + self._flush_ns, self._writer.retry_at)
                 timeout = max(0.0, (due - perf_counter_ns()) / 1e9)
+            monitor = self._monitor
+            if monitor is not None and monitor.ticking:
+                tick = monitor.due()
+                timeout = tick if timeout is None else min(timeout, tick)
             try:
                 first = get(timeout=timeout)
             except queue.Empty:
                 self._flush()
+                if monitor is not None and monitor.ticking:
+                    monitor.maybe_tick()
                 continue
             self.wakeups += 1
             if first[0] < FLUSH:
@@ -143,8 +155,12 @@ class Worker:
             batch = [first]
             for _ in range(q.qsize()):
                 batch.append(q.get_nowait())
+            if monitor is not None:
+                monitor.batch(len(batch))
             if self._handle(batch):
                 return
+            if monitor is not None and monitor.ticking:
+                monitor.maybe_tick()
 
     def _handle(self, batch: list[Any]) -> bool:
         """Process one drained batch in slices; True when told to stop."""
@@ -178,6 +194,8 @@ class Worker:
                 now = perf_counter_ns()
             if now - start > SLICE_NS:
                 self.max_slice_ns = max(self.max_slice_ns, now - start)
+                if self._monitor is not None:
+                    self._monitor.hold_ns(now - start)
                 if self._q.qsize() < BACKLOG:
                     time.sleep(YIELD_S)
                 else:
@@ -186,6 +204,8 @@ class Worker:
                     self.catchups += 1
                 start = perf_counter_ns()
         self._finish(out)
+        if self._monitor is not None:
+            self._monitor.hold_ns(perf_counter_ns() - start)
         if self._oldest is not None and (
             self._writer.pending >= self._buffer_size
             or perf_counter_ns() - self._oldest >= self._flush_ns
@@ -195,6 +215,8 @@ class Worker:
 
     def _finish(self, out: list[Finished]) -> None:
         writer = self._writer
+        if out and self._monitor is not None:
+            self._monitor.finished(out)
         for f in out:
             try:
                 writer.add(f)
@@ -222,5 +244,7 @@ class Worker:
         # On failure the writer keeps the records and schedules its retry (``retry_at``).
         if self._writer.flush(force):
             self._oldest = None
+            if self._monitor is not None:
+                self._monitor.flushed()
         elif self._oldest is None:
             self._oldest = perf_counter_ns()

@@ -1,0 +1,274 @@
+"""The performance monitor: log-linear histograms, sliding windows, figures of a real tracer."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import urllib3
+from _server import ScriptedServer, response
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import zltrace
+from zltrace._assembler import Finished
+from zltrace._monitor import (
+    LOWER,
+    NBUCKETS,
+    UPPER,
+    Gauges,
+    Histogram,
+    PerformanceMonitor,
+    WindowedHistogram,
+    bucket_of,
+    probe_hook_cost,
+)
+
+# Values from 0 ns to ~20 minutes: the range the monitor must resolve.
+values = st.integers(min_value=0, max_value=1_200 * 10**9)
+
+
+class Clock:
+    """A clock the test moves by hand (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def exact(sorted_values: list[int], q: float) -> int:
+    return sorted_values[max(1, math.ceil(q * len(sorted_values))) - 1]
+
+
+def within_bucket_error(reported: int, true: int) -> bool:
+    # Never below the exact value; above it by less than 1/16 of it (the bucket width).
+    return true <= reported <= true + true // 16
+
+
+@given(st.lists(values, min_size=1, max_size=400))
+def test_percentiles_match_exact_values_within_bucket_error(data: list[int]) -> None:
+    """p50/p95/p99/max equal the sorted-list values up to the bucket's relative error."""
+    h = Histogram()
+    h.record_many(data)
+    s = h.summary()
+    ordered = sorted(data)
+    assert s.n == len(data)
+    assert s.max == ordered[-1]
+    assert math.isclose(s.mean, sum(data) / len(data))
+    for q, got in ((0.5, s.p50), (0.95, s.p95), (0.99, s.p99)):
+        assert within_bucket_error(got, exact(ordered, q)), (q, got, exact(ordered, q))
+        assert h.percentile(q) == got
+
+
+@given(values)
+def test_every_value_falls_inside_its_bucket(v: int) -> None:
+    """bucket_of(v) names a bucket whose bounds hold v, at most 1/16 of v wide."""
+    i = bucket_of(v)
+    assert LOWER[i] <= v <= UPPER[i]
+    assert UPPER[i] - LOWER[i] <= max(0, LOWER[i] // 16)
+
+
+def test_buckets_tile_the_range_without_gaps() -> None:
+    """Consecutive buckets meet exactly; values too large land in the last one."""
+    assert LOWER[0] == 0
+    for i in range(NBUCKETS - 1):
+        assert UPPER[i] + 1 == LOWER[i + 1]
+    assert bucket_of(10**30) == NBUCKETS - 1
+    assert bucket_of(-5) == 0
+
+
+@given(st.lists(values, max_size=200))
+def test_record_and_record_many_agree(data: list[int]) -> None:
+    """One value at a time or in a batch: the same counts, sum and max."""
+    a, b = Histogram(), Histogram()
+    for v in data:
+        a.record(v)
+    b.record_many(data)
+    assert (a.counts, a.n, a.total, a.max) == (b.counts, b.n, b.total, b.max)
+
+
+def test_memory_is_fixed_whatever_is_recorded() -> None:
+    """A histogram is NBUCKETS counters after a million values as before the first."""
+    h = Histogram()
+    h.record_many(range(0, 10**12, 10**6))
+    assert len(h.counts) == NBUCKETS
+    assert h.n == 10**6
+
+
+@given(st.lists(values, min_size=1, max_size=200))
+def test_cumulative_counts_are_monotone_and_end_at_the_total(data: list[int]) -> None:
+    """Prometheus-style cumulative counts never decrease and never exceed the count."""
+    h = Histogram()
+    h.record_many(data)
+    bounds = [100, 1_000, 10_000, 10**6, 10**9, 10**12, 10**15]
+    cum = h.cumulative(bounds)
+    assert cum == sorted(cum)
+    assert cum[-1] == len(data)
+    for b, c in zip(bounds, cum):
+        # Whatever is counted at a bound is really at most that bound.
+        assert c <= sum(1 for v in data if v <= b)
+
+
+@settings(max_examples=50)
+@given(st.lists(st.tuples(st.integers(0, 200), values), max_size=60))
+def test_window_holds_only_recent_slots_and_run_holds_everything(
+    steps: list[tuple[int, int]],
+) -> None:
+    """After rotations, the window sums the last slots only; the run sums every value."""
+    now = 0.0
+    w = WindowedHistogram(slots=6, slot_s=10.0, now=now)
+    seen: list[tuple[float, int]] = []
+    for dt, v in steps:
+        now += dt
+        w.rotate(now)
+        w.record(v)
+        seen.append((now, v))
+    run = w.run()
+    assert run.n == len(steps)
+    assert run.max == max((v for _, v in seen), default=0)
+    # The current slot started at slot_end - 10 s; the window is it and the 5 before it.
+    start = w.slot_end - 60.0
+    recent = [v for t, v in seen if t >= start]
+    win = w.window()
+    assert win.n == len(recent)
+    assert win.max == max(recent, default=0)
+
+
+def test_window_empties_after_a_long_silence_but_the_run_does_not() -> None:
+    """A gap longer than the window (ticks missed) leaves the window empty."""
+    w = WindowedHistogram(slots=6, slot_s=10.0, now=0.0)
+    w.record_many([1_000, 2_000, 3_000])
+    w.rotate(5_000.0)
+    assert w.window().n == 0
+    assert w.run().n == 3
+    assert w.run().p99 >= 3_000
+    assert w.slot_end > 5_000.0
+
+
+def _monitor(
+    clock: Clock, gauges: Gauges | None = None, **config: object
+) -> tuple[PerformanceMonitor, list[Gauges]]:
+    box = [gauges or Gauges()]
+    cfg = zltrace.Config(**config)  # type: ignore[arg-type]
+    m = PerformanceMonitor(cfg, lambda: box[0], clock=clock, probe=lambda: [300] * 8)
+    return m, box
+
+
+def test_rates_come_from_the_writer_counters_over_the_window() -> None:
+    """records/s and bytes/s: counter deltas over the ticks inside the window."""
+    clock = Clock()
+    m, box = _monitor(clock)
+    m.tick()
+    for i in range(1, 11):
+        clock.now += 1
+        box[0] = Gauges(records_written=100 * i, bytes_written=10_000 * i)
+        m.tick()
+    f = m.figures()
+    assert f["records_per_s"] == 100.0
+    assert f["bytes_per_s"] == 10_000.0
+
+
+def test_meets_target_follows_p95_added_time_and_memory() -> None:
+    """The target is met below both limits, and missed above either."""
+    clock = Clock()
+    m, box = _monitor(clock, target_p95_us=5, target_memory=1_000_000)
+    m.tick()
+    assert m.hook_ns == 300
+    assert m.meets_target()
+    box[0] = Gauges(memory_bytes=2_000_000)
+    assert not m.meets_target()
+    box[0] = Gauges()
+    m.added.record_many([10_000] * 100)  # 10 us per exchange > 5 us
+    assert not m.meets_target()
+    assert m.figures()["meets_target"] is False
+
+
+def _finished(reads: int, body_pieces: int, wall_ns: int, end: int) -> Finished:
+    return Finished(
+        "r.1",
+        "r.1",
+        wall_ns,
+        "{",
+        [b"b"] * body_pieces if body_pieces else None,
+        "{",
+        [b"x"],
+        [0, 0] * reads,
+        "complete",
+        None,
+        (1, 2, 3, end),
+    )
+
+
+def test_added_time_is_hooks_times_probed_cost_and_lag_runs_to_the_flush() -> None:
+    """finished(): (4 + body pieces + reads) x hook cost per exchange; flushed(): lag."""
+    clock = Clock()
+    cost = [300]
+    m = PerformanceMonitor(zltrace.Config(), clock=clock, probe=lambda: [cost[0]] * 8)
+    m.tick()
+    now = time.perf_counter_ns()
+    # wall_ns + end, on the tracer's scale (offset 0 here), 1 ms before now.
+    m.finished([_finished(1, 0, now - 2_000_000, 1_000_000), _finished(10, 2, 0, now - 1)])
+    clock.now += 10
+    cost[0] = 1_000
+    m.tick()  # re-probed: a new cost for what follows
+    m.finished([_finished(1, 0, 0, now)])
+    m.flushed()
+    added = m.added.run()
+    assert added.n == 3
+    assert added.mean * 3 == 5 * 300 + 16 * 300 + 5 * 1_000
+    assert added.max == 5_000
+    lag = m.lag.run()
+    assert lag.n == 3
+    assert lag.max >= 1_000_000
+    m.hold_ns(70_000)
+    m.flushed()
+    assert m.hold.run().max == 70_000
+
+
+def test_probe_measures_the_real_tee() -> None:
+    """The hook probe returns one non-negative figure per round, from the real Tee."""
+    costs = probe_hook_cost(16)
+    assert len(costs) == 16
+    assert all(c >= 0 for c in costs)
+
+
+def test_real_tracer_reports_added_time_lag_and_holds(trace_dir: Path) -> None:
+    """After real exchanges: counts match, added time = hooks x hook cost, lag measured."""
+    tracer = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), flush_ms=10))
+    try:
+        with ScriptedServer([response(200, b"x" * 500)] * 20) as srv:
+            pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+            for _ in range(20):
+                assert pool.urlopen("GET", "/a").data == b"x" * 500
+            pool.close()
+        assert tracer.flush(timeout=10)
+        stats = tracer.stats()
+    finally:
+        tracer.close(timeout=10)
+    perf = stats["performance"]
+    assert perf["exchanges"] == 20
+    assert perf["added_run_count"] == 20
+    assert perf["lag_count"] == 20
+    assert perf["hold_count"] >= 1
+    assert perf["hook_ns"] > 0
+    # Each GET went through at least start, send, head, one body read and the end.
+    assert perf["added_run_p50_ns"] >= 5 * perf["hook_ns"] * 15 // 16
+    assert perf["lag_max_ns"] > 0
+    assert stats["meets_target"] == perf["meets_target"]
+    assert isinstance(stats["alerts_active"], list)
+    assert perf["rss_bytes"] is None or perf["rss_bytes"] > 0
+
+
+def test_standard_mode_feeds_the_monitor_too(std_tracer: zltrace.Tracer) -> None:
+    """Synchronous mode counts exchanges and their lag on the writing thread."""
+    with ScriptedServer([response(200, b"ok")] * 3) as srv:
+        pool = std_tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+        for _ in range(3):
+            pool.urlopen("GET", "/")
+        pool.close()
+    perf = std_tracer.stats()["performance"]
+    assert perf["exchanges"] == 3
+    assert perf["lag_count"] == 3
