@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import _state
 from ._assembler import Assembler, Finished
-from ._events import capture_failures
+from ._budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
+from ._events import DATA, capture_failures
 from ._monitor import Gauges, PerformanceMonitor
 from ._pool import wrap_target
 from ._redact import Redactor
@@ -78,6 +79,9 @@ class Tracer:
         )
         wall0, perf0 = time.time_ns(), time.perf_counter_ns()
         self._assembler = Assembler(self._run, wall0, perf0, Redactor(cfg.redact_headers))
+        self._budget = Budget(cfg.memory_pool_size)
+        self._relief = threading.Event()
+        self._relief.set()
         self._sync_lock = threading.Lock()
         self._sync_owner: int | None = None
         self._put: Callable[[tuple[Any, ...]], None]
@@ -100,6 +104,8 @@ class Tracer:
                 cfg.flush_ms,
                 name=f"zltrace-worker-{stem}",
                 on_crash=self._worker_crashed,
+                budget=self._budget,
+                on_pressure=self._pressure,
                 monitor=self._monitor,
             )
             try:
@@ -228,6 +234,15 @@ class Tracer:
             "bytes_written": writer.bytes_written,
             "bytes_held": self._assembler.bytes_held,
             "batches_written": writer.batches,
+            "memory_budget": self._budget.limit,
+            "memory_held": self._budget.held,
+            "memory_held_peak": self._budget.peak,
+            "memory_utilisation": round(self._budget.utilisation, 4),
+            "budget_trims": self._budget.trims,
+            "budget_spilled_bytes": self._budget.spilled_bytes,
+            "budget_throttles": self._budget.throttles,
+            "budget_throttled": self._budget.throttled,
+            "body_bytes_dropped": self._budget.dropped_bytes,
             "write_errors": writer.write_errors,
             "last_write_error": writer.last_error,
             "write_retries": writer.retries,
@@ -268,7 +283,20 @@ class Tracer:
                 self._sync_owner = threading.get_ident()
                 try:
                     out: list[Finished] = []
-                    self._assembler.handle(ev, out)
+                    asm = self._assembler
+                    asm.handle(ev, out)
+                    self._budget.update(asm.bytes_held + self._writer.pending_bytes)
+                    if asm.bytes_held > self._budget.high:
+                        # Same policy as the worker's (see _budget.py), on this thread.
+                        self._budget.trims += 1
+                        try:
+                            self._budget.spilled_bytes += asm.spill(
+                                self._writer.spill, self._budget.low
+                            )
+                        except OSError as exc:
+                            self._writer._failed("side file write (spill)", exc)
+                            if asm.bytes_held > self._budget.limit:
+                                self._budget.dropped_bytes += asm.drop_bodies(self._budget.low)
                     if out:
                         self._monitor.finished(out)
                         for f in out:
@@ -284,6 +312,30 @@ class Tracer:
 
             capture_failed("standard-mode write", exc)
 
+    def _pressure(self, on: bool) -> None:
+        """From the worker: make callers wait for it (the queue outgrew the budget), or stop."""
+        with self._lifecycle:
+            if on:
+                self._relief.clear()
+                if not self._closed:
+                    self._put = self._throttled_put
+            else:
+                if not self._closed:
+                    self._put = self._queue.put
+                self._relief.set()
+
+    def _throttled_put(self, ev: tuple[Any, ...]) -> None:
+        q = self._queue
+        q.put(ev)
+        if ev[0] == DATA and q.qsize() > self._budget.max_queued:
+            deadline = time.monotonic() + THROTTLE_WAIT_S
+            while (
+                q.qsize() > self._budget.max_queued
+                and not self._relief.is_set()
+                and time.monotonic() < deadline
+            ):
+                time.sleep(THROTTLE_POLL_S)
+
     def _after_close(self, ev: tuple[Any, ...]) -> None:
         self._after_close_events += 1
 
@@ -293,6 +345,7 @@ class Tracer:
     def _worker_crashed(self) -> None:
         """The worker died (a bug of ours): stop queueing, so the app's memory cannot grow."""
         self._put = self._dropped
+        self._relief.set()
         self._writer.records_lost += self._writer.pending + self._assembler.open_count
 
     def _after_fork_in_child(self) -> None:
@@ -314,7 +367,7 @@ class Tracer:
         return Gauges(
             queue_depth=self._queue.qsize() if w else 0,
             open_exchanges=self._assembler.open_count,
-            memory_bytes=self._assembler.bytes_held,
+            memory_bytes=self._budget.held,
             records_written=writer.records_written,
             bytes_written=writer.bytes_written,
             records_lost=writer.records_lost,

@@ -43,6 +43,7 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._assembler import Assembler, Finished
+from ._budget import Budget
 from ._writer import TraceWriter
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class Worker:
         flush_ms: int,
         name: str,
         on_crash: Callable[[], None] | None = None,
+        budget: Budget | None = None,
+        on_pressure: Callable[[bool], None] | None = None,
         monitor: PerformanceMonitor | None = None,
     ) -> None:
         #: Fed from this thread only (see _monitor.py); ``tick()`` at most once a second.
@@ -78,6 +81,10 @@ class Worker:
         self._q = q
         self._asm = assembler
         self._writer = writer
+        self.budget = budget if budget is not None else Budget(writer.memory_limit)
+        self._on_pressure = on_pressure
+        self._spill_at = self.budget.high  # in-flight bytes above which _relieve() runs
+        self._mean = 0  # mean bytes per event so far, for the queue's byte estimate
         self._buffer_size = buffer_size
         self._flush_ns = flush_ms * 1_000_000
         self._oldest: int | None = None  # perf_counter_ns of the oldest unflushed record
@@ -155,6 +162,7 @@ class Worker:
             batch = [first]
             for _ in range(q.qsize()):
                 batch.append(q.get_nowait())
+            self._account(len(batch))
             if monitor is not None:
                 monitor.batch(len(batch))
             if self._handle(batch):
@@ -172,6 +180,7 @@ class Worker:
             if kind >= FLUSH:
                 self._finish(out)
                 if kind == STOP:
+                    self._pressure(ending=True)  # no caller may wait for a worker that ends
                     asm.finish_all(perf_counter_ns(), out)
                     self._finish(out)
                     try:
@@ -188,6 +197,8 @@ class Worker:
             except Exception:
                 self._error("event")
             self.events += 1
+            if asm.bytes_held > self._spill_at:
+                self._relieve()
             now = perf_counter_ns()
             if out:
                 self._finish(out)
@@ -196,7 +207,9 @@ class Worker:
                 self.max_slice_ns = max(self.max_slice_ns, now - start)
                 if self._monitor is not None:
                     self._monitor.hold_ns(now - start)
-                if self._q.qsize() < BACKLOG:
+                queued = self._q.qsize()
+                self._pressure()
+                if queued < BACKLOG and not self.budget.throttled:
                     time.sleep(YIELD_S)
                 else:
                     # Falling behind: keeping up (bounded memory, nothing lost) comes before
@@ -230,6 +243,65 @@ class Worker:
             if writer.pending >= self._buffer_size:
                 self._flush()
         out.clear()
+
+    # -- the memory budget (policy in _budget.py) ----------------------------------------------
+
+    def _account(self, backlog: int) -> None:
+        """Total what is held now (``backlog`` events drained or queued, not yet handled)."""
+        asm = self._asm
+        budget = self.budget
+        if self.events:
+            self._mean = asm.data_bytes // self.events
+        pending = self._writer.pending_bytes
+        budget.update(asm.bytes_held + pending + (backlog + self._q.qsize()) * self._mean)
+        # Lines kept while the disk is gone count too, but spilling every event would not
+        # help them: in-flight bodies get at least a quarter of the budget.
+        self._spill_at = max(budget.high - pending, budget.limit // 4)
+        self._pressure()
+
+    def _relieve(self) -> None:
+        """Above 90%: flush, then spill in-flight bodies to the side file (drop if impossible)."""
+        asm = self._asm
+        budget = self.budget
+        budget.trims += 1
+        budget.update(asm.bytes_held + self._writer.pending_bytes)
+        # The spill below may block in write() for a long time (writeback throttling: 90 ms
+        # measured with 1 GB in flight); callers must not fill the queue meanwhile.
+        self._pressure()
+        self._flush()
+        target = max(0, self._spill_at - (budget.high - budget.low))
+        try:
+            budget.spilled_bytes += asm.spill(self._writer.spill, target)
+        except OSError as exc:
+            self._writer._failed("side file write (spill)", exc)
+            if asm.bytes_held > budget.limit:
+                dropped = asm.drop_bodies(target)
+                budget.dropped_bytes += dropped
+                log.critical(
+                    "zltrace: %d in-flight body bytes dropped: the memory budget (%d bytes) is "
+                    "full and the side file cannot be written (%s); %d dropped so far",
+                    dropped,
+                    budget.limit,
+                    exc,
+                    budget.dropped_bytes,
+                )
+
+    def _pressure(self, ending: bool = False) -> None:
+        """Bound the queue while the budget is under pressure (step 2 of the policy)."""
+        budget = self.budget
+        mean = self._mean or 1
+        held = self._asm.bytes_held + self._writer.pending_bytes + self._q.qsize() * mean
+        if not budget.throttled:
+            if held > budget.resume and not ending and self._on_pressure is not None:
+                budget.throttled = True
+                budget.throttles += 1
+                # Callers may queue a quarter of the budget, then wait for the worker.
+                budget.max_queued = max(16, budget.limit // 4 // mean)
+                self._on_pressure(True)
+        elif held < budget.low or ending:
+            budget.throttled = False
+            if self._on_pressure is not None:
+                self._on_pressure(False)
 
     def _error(self, what: str) -> None:
         self.errors += 1
