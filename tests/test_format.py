@@ -113,6 +113,29 @@ def test_reader_skips_torn_and_bad_lines_with_warnings(tracer: zltrace.Tracer) -
     assert f"{tracer.path}:2" in messages
 
 
+def test_reader_warns_about_a_missing_side_file_and_reads_the_rest(
+    tracer: zltrace.Tracer,
+) -> None:
+    """A side file that is gone: its records are skipped with file:line warnings (and counted
+    through ``skipped``); the inline records are still read."""
+    big = b"B" * 100_000
+    with ScriptedServer(
+        [response(200, b"small"), response(200, big), response(200, b"tail")]
+    ) as srv:
+        pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+        for path in ("/a", "/big", "/c"):
+            pool.urlopen("GET", path).data  # noqa: B018
+        pool.close()
+    assert tracer.close(timeout=10)
+    Path(tracer.path).with_suffix(".bodies").unlink()
+    skipped: list[zltrace.SkippedLine] = []
+    with pytest.warns(zltrace.ZltraceWarning) as rec:
+        got = list(zltrace.read(tracer.path, skipped=skipped))
+    assert [e.request.url.rsplit("/", 1)[1] for e in got] == ["a", "c"]
+    assert [(s.file, s.line) for s in skipped] == [(tracer.path, 2)]
+    assert f"{tracer.path}:2" in str(rec[0].message) and "bodies" in str(rec[0].message)
+
+
 def test_reader_reads_a_directory_of_files(trace_dir: Path) -> None:
     """read(dir) yields the exchanges of every trace file in it."""
     for _ in range(2):
