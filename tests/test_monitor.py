@@ -12,17 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zltrace
+from zltrace import _events, _pool, _tee
 from zltrace._assembler import Finished
 from zltrace._monitor import (
+    FIXED_HOOKS,
     LOWER,
     NBUCKETS,
     UPPER,
     Gauges,
     Histogram,
+    HookCosts,
     PerformanceMonitor,
     WindowedHistogram,
     bucket_of,
-    probe_hook_cost,
+    probe_hooks,
 )
 
 # Values from 0 ns to ~20 minutes: the range the monitor must resolve.
@@ -153,8 +156,16 @@ def _monitor(
 ) -> tuple[PerformanceMonitor, list[Gauges]]:
     box = [gauges or Gauges()]
     cfg = zltrace.Config(**config)  # type: ignore[arg-type]
-    m = PerformanceMonitor(cfg, lambda: box[0], clock=clock, probe=lambda: [300] * 8)
+    m = PerformanceMonitor(cfg, lambda: box[0], clock=clock, probe=lambda: costs(300, 200))
     return m, box
+
+
+def costs(read: int, each_fixed: int, send: int | None = None) -> HookCosts:
+    """What an injected probe returns: every fixed hook at ``each_fixed`` ns."""
+    fixed = dict.fromkeys(FIXED_HOOKS, each_fixed)
+    if send is not None:
+        fixed["send"] = send
+    return HookCosts([read] * 8, fixed, 100_000)
 
 
 def test_rates_come_from_the_writer_counters_over_the_window() -> None:
@@ -202,24 +213,26 @@ def _finished(reads: int, body_pieces: int, wall_ns: int, end: int) -> Finished:
     )
 
 
-def test_added_time_is_hooks_times_probed_cost_and_lag_runs_to_the_flush() -> None:
-    """finished(): (4 + body pieces + reads) x hook cost per exchange; flushed(): lag."""
+def test_added_time_is_fixed_hooks_plus_reads_and_sends_and_lag_runs_to_the_flush() -> None:
+    """finished(): fixed + reads x read hook + body pieces x send hook; flushed(): lag."""
     clock = Clock()
-    cost = [300]
-    m = PerformanceMonitor(zltrace.Config(), clock=clock, probe=lambda: [cost[0]] * 8)
+    probed = [costs(300, 500, send=400)]
+    m = PerformanceMonitor(zltrace.Config(), clock=clock, probe=lambda: probed[0])
     m.tick()
+    fixed = 5 * 500 + 400  # the head's send is one of the fixed hooks
+    assert m.fixed_hooks_ns == fixed
     now = time.perf_counter_ns()
     # wall_ns + end, on the tracer's scale (offset 0 here), 1 ms before now.
     m.finished([_finished(1, 0, now - 2_000_000, 1_000_000), _finished(10, 2, 0, now - 1)])
     clock.now += 10
-    cost[0] = 1_000
-    m.tick()  # re-probed: a new cost for what follows
+    probed[0] = costs(1_000, 500, send=400)
+    m.tick()  # re-probed: a new per-read cost for what follows
     m.finished([_finished(1, 0, 0, now)])
     m.flushed()
     added = m.added.run()
     assert added.n == 3
-    assert added.mean * 3 == 5 * 300 + 16 * 300 + 5 * 1_000
-    assert added.max == 5_000
+    assert added.mean * 3 == (fixed + 300) + (fixed + 10 * 300 + 2 * 400) + (fixed + 1_000)
+    assert added.max == fixed + 10 * 300 + 2 * 400
     lag = m.lag.run()
     assert lag.n == 3
     assert lag.max >= 1_000_000
@@ -228,15 +241,109 @@ def test_added_time_is_hooks_times_probed_cost_and_lag_runs_to_the_flush() -> No
     assert m.hold.run().max == 70_000
 
 
-def test_probe_measures_the_real_tee() -> None:
-    """The hook probe returns one non-negative figure per round, from the real Tee."""
-    costs = probe_hook_cost(16)
-    assert len(costs) == 16
-    assert all(c >= 0 for c in costs)
+@settings(max_examples=60)
+@given(
+    st.integers(0, 2_000),
+    st.integers(0, 50),
+    st.integers(1, 5_000),
+    st.integers(0, 3_000),
+    st.integers(0, 3_000),
+)
+def test_added_time_of_an_exchange_is_fixed_plus_reads_times_read_cost(
+    reads: int, pieces: int, read_ns: int, each_fixed: int, send_ns: int
+) -> None:
+    """An exchange with N reads and P body pieces adds fixed + N x read + P x send."""
+    m = PerformanceMonitor(
+        zltrace.Config(), clock=Clock(), probe=lambda: costs(read_ns, each_fixed, send_ns)
+    )
+    m.tick()
+    m.finished([_finished(reads, pieces, 0, 1)])
+    true = each_fixed * (len(FIXED_HOOKS) - 1) + send_ns + reads * read_ns + pieces * send_ns
+    s = m.added.run()
+    assert (s.n, s.max, s.mean) == (1, true, true)
+    assert within_bucket_error(s.p50, true)
+    assert within_bucket_error(m.figures()["added_p99_ns"], true)
+
+
+def test_figures_expose_the_probe() -> None:
+    """figures(): per-read, per-send and fixed hook costs, each fixed hook, the probe's time."""
+    m = PerformanceMonitor(zltrace.Config(), clock=Clock(), probe=lambda: costs(300, 200, 700))
+    m.tick()
+    f = m.figures()
+    assert f["hook_ns"] == 300
+    assert f["send_hook_ns"] == 700
+    assert f["fixed_hooks_ns"] == 200 * (len(FIXED_HOOKS) - 1) + 700
+    assert f["fixed_send_ns"] == 700
+    assert f["fixed_make_request_ns"] == f["fixed_begin_ns"] == 200
+    assert f["probe_ns"] == 100_000
+    assert f["chunk_count"] == 8
+
+
+def test_a_broken_probe_keeps_the_previous_figures() -> None:
+    """A probe that raises or returns nonsense changes nothing; monitoring goes on."""
+    clock = Clock()
+    results: list[object] = [costs(300, 200, 700)]
+
+    def probe() -> HookCosts:
+        r = results[0]
+        if isinstance(r, Exception):
+            raise r
+        return r  # type: ignore[return-value]
+
+    m = PerformanceMonitor(zltrace.Config(), clock=clock, probe=probe)
+    m.tick()
+    before = {k: v for k, v in m.figures().items() if "hook" in k or k.startswith("probe")}
+    assert before["fixed_hooks_ns"] > 0
+    for broken in (
+        RuntimeError("probe failed"),
+        HookCosts([], {}, 1),  # no reads
+        HookCosts([300], {"make_request": -5}, 1),  # negative
+        "not a probe result",
+        HookCosts([300], {"send": "many"}, 1),  # type: ignore[dict-item]
+    ):
+        results[0] = broken
+        clock.now += 10
+        m.tick()
+        now = {k: v for k, v in m.figures().items() if k in before}
+        assert now == before, broken
+    m.finished([_finished(2, 0, 0, 1)])
+    assert m.added.run().max == before["fixed_hooks_ns"] + 2 * 300
+
+
+def test_probe_times_every_hook_of_the_real_code() -> None:
+    """Each fixed hook urllib3 has, and the read hook, probe to a positive cost."""
+    probed = probe_hooks(64)
+    assert len(probed.read) == 64
+    assert all(c >= 0 for c in probed.read)
+    assert sorted(probed.read)[32] > 0
+    assert set(probed.fixed) == set(FIXED_HOOKS)
+    has_urlopen = "urlopen" in vars(_pool.TracedPoolMixin)  # urllib3 1.26 only
+    for name, ns in probed.fixed.items():
+        if name == "urlopen" and not has_urlopen:
+            assert ns == 0
+        else:
+            assert ns > 0, name
+    assert probed.took_ns > 0
+
+
+def test_probe_leaves_exchange_numbers_and_thread_state_alone() -> None:
+    """The probe's events go to its own queue: no exchange id taken, no thread-local touched."""
+    before = next(_events.exchange_ids)
+    _pool.logical.id = 41
+    _tee.pending.ex = 42
+    try:
+        probe_hooks(4)
+        assert next(_events.exchange_ids) == before + 1
+        assert _pool.logical.id == 41
+        assert _tee.pending.ex == 42
+        assert _tee.pending.sink is None
+    finally:
+        del _pool.logical.id
+        del _tee.pending.ex
 
 
 def test_real_tracer_reports_added_time_lag_and_holds(trace_dir: Path) -> None:
-    """After real exchanges: counts match, added time = hooks x hook cost, lag measured."""
+    """After real exchanges: counts match, added time = fixed + reads x read cost, lag."""
     tracer = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), flush_ms=10))
     try:
         with ScriptedServer([response(200, b"x" * 500)] * 20) as srv:
@@ -254,8 +361,9 @@ def test_real_tracer_reports_added_time_lag_and_holds(trace_dir: Path) -> None:
     assert perf["lag_count"] == 20
     assert perf["hold_count"] >= 1
     assert perf["hook_ns"] > 0
-    # Each GET went through at least start, send, head, one body read and the end.
-    assert perf["added_run_p50_ns"] >= 5 * perf["hook_ns"] * 15 // 16
+    assert perf["fixed_hooks_ns"] > 0
+    # Each GET went through the fixed hooks and at least one body read.
+    assert perf["added_run_p50_ns"] >= perf["fixed_hooks_ns"] + perf["hook_ns"]
     assert perf["lag_max_ns"] > 0
     assert stats["meets_target"] == perf["meets_target"]
     assert isinstance(stats["alerts_active"], list)

@@ -14,24 +14,36 @@ Rules:
   window sums use C-level ``map``/``accumulate`` over the bucket lists. Measured with
   ``timeit`` on the 2-core VM, CPython 3.11, load average ~2.5 from other test runs (3.9
   is 1.5-2x slower): ``Histogram.record_many`` 125-130 ns per value (``record`` alone
-  ~190); ``finished`` ~230 ns per exchange -- the added-time value (a cached bucket per
-  hook count) plus noting its end for the lag; ``flushed`` ~155 ns per record (its lag);
-  ``hold_ns`` 60 ns plus ~130 ns when folded. So each observation costs 150-200 ns of
-  worker time, none of caller time. A tick is ~30 us once a second (plus a 45 us hook
-  probe every 10 s); ``figures()`` in full ~75 us, for ``stats()`` and the endpoints.
+  ~190); ``finished`` ~195 ns per exchange -- its added time (a few integer operations and
+  a cached bucket) plus noting its end for the lag; ``flushed`` ~155 ns per record (its
+  lag); ``hold_ns`` 60 ns plus ~130 ns when folded. So each observation costs 150-200 ns of
+  worker time, none of caller time. A tick is ~30 us once a second, plus the hook probe
+  every ``slot_s`` (10 s): ~0.17 ms (16 rounds; ~0.3 ms more the first time, to build its
+  classes); ``figures()`` in full ~75 us, for ``stats()`` and the endpoints.
 
 What the figures mean (the caller's added time cannot be timed on the caller without
-adding to it, so it is derived):
+adding to it, so it is derived from a probe):
 
-- ``chunk``: the caller-thread cost of one event hook -- measured, on this machine, now:
-  every ``slot_s`` the worker runs the real response tee (``Tee.read``) over an in-memory
-  file against a private queue, 64 times, minus the bare file's own ``read``. The figure
-  follows the interpreter's real speed (CPU contention, frequency scaling).
-- ``added`` per exchange: the hooks the exchange went through (request start, sends,
-  response head, body reads, end) times the current per-hook median. Not in it: the
-  worker waking up on its first event, and the time a caller waits for the GIL while the
-  worker holds it -- the tail that ``python -m zltrace bench`` measures end to end; the
-  worker's GIL holds are histogrammed as ``hold`` for that reason.
+- The probe (``probe_hooks``, every ``slot_s``, on the worker -- in standard mode on the
+  writing thread): the real code of each caller-thread hook, timed against a bare
+  equivalent, at the interpreter's current speed (CPU contention, frequency scaling). The
+  hooks every exchange goes through once (``fixed_hooks_ns``: the pool's
+  ``_make_request`` starting the exchange, the ``send`` of the request head, the
+  connection's ``response_class``, ``TracedResponse.begin``, ``Tee.close``, and urllib3
+  1.26's ``urlopen`` override; each as ``fixed_<name>_ns``), and the hook of one body
+  read (``hook_ns``: ``Tee.read`` over an in-memory file minus the file's own ``read``;
+  its every round is in the ``chunk`` histogram). 3.4 + 0.3 us on the VM.
+- ``added`` per exchange: ``fixed_hooks_ns`` + ``hook_ns`` x body reads that delivered
+  body bytes + ``send_hook_ns`` x request body pieces sent after the head. It is the
+  tracer's own code on the caller thread, and only that. Not in it: the time a caller
+  waits for the GIL while the worker holds it (the ``hold`` histogram is there for that),
+  the worker waking up on its first event, reads of chunk framing (size lines), and the
+  allocator: the body ``bytes`` the app got stay referenced until the worker has encoded
+  them and are then freed on the worker thread, so the caller's next allocations come from
+  colder memory. End to end (thread CPU time, 1 KB GETs on loopback, interleaved A/B,
+  worker kept out) the tracer adds ~7.7 us of caller CPU per request, of which ~2-3 us is
+  that allocator effect (by ablation), against ~4 us here. ``python -m zltrace bench``
+  measures the end-to-end figure.
 - ``lag``: from an exchange's last byte (its end timestamp, taken on the caller) to its
   line being written by the writer -- includes the flush interval by design.
 - ``hold``: how long the worker held the GIL in one slice of work.
@@ -39,13 +51,17 @@ adding to it, so it is derived):
 
 from __future__ import annotations
 
+import http.client
 import io
+import itertools
 import logging
 import math
 import os
+import queue
 import sys
 import threading
 import time
+import types
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
@@ -333,6 +349,19 @@ def rss_bytes() -> int | None:
 
 
 # -- the hook probe ----------------------------------------------------------------------
+#
+# The probe times the capture side's real hook code, on this thread, against a bare
+# equivalent: the traced classes are mixed in front of bases whose ``_make_request``,
+# ``send`` and ``begin`` do nothing, so that only the hook's own code is in the difference
+# (urllib3's and http.client's work is the same with or without the tracer, and timing it
+# too would bury a ~1 us difference under ~10 us of header parsing and its noise).
+#
+# The hooks run with private state: their functions are rebuilt from their own code
+# objects over a copy of their module's globals in which the exchange counter, the
+# logical-request thread-local and the pending-response thread-local are the probe's own,
+# and their events go to a private queue. So a probe takes no exchange numbers, and in
+# standard mode -- where it runs on an application thread, possibly inside a request --
+# it cannot disturb that thread's logical id or pending response.
 
 
 class _ProbeSink:
@@ -342,36 +371,215 @@ class _ProbeSink:
         self._put = put
 
 
-PROBE_ROUNDS = 64
+#: The hooks every exchange goes through once, in the order they run: (urllib3 1.26 only)
+#: the pool's ``urlopen`` marking the logical request; ``_make_request`` starting the
+#: exchange; the ``send`` of the request head; the connection's ``response_class``;
+#: ``TracedResponse.begin`` reporting the head and installing the tee; ``Tee.close``.
+FIXED_HOOKS = ("urlopen", "make_request", "send", "response_class", "begin", "close")
+
+#: Rounds of each hook per probe (a round times the traced and the bare call once each).
+PROBE_ROUNDS = 16
 
 
-def probe_hook_cost(rounds: int = PROBE_ROUNDS) -> list[int]:
-    """Time the caller's per-read hook, ``rounds`` times; ns per call, this machine, now.
+class HookCosts(NamedTuple):
+    """One probe's figures, in ns, measured on this machine at the interpreter's speed now."""
 
-    Runs the real :class:`~zltrace._tee.Tee` over an in-memory file whose events go to a
-    private queue, and subtracts the median time of the bare file's own ``read``.
+    #: Per round: one body read through the tee minus the bare file's read (median taken).
+    read: list[int]
+    #: Per name of :data:`FIXED_HOOKS`: median traced call minus median bare call, >= 0
+    #: (0 for a hook this urllib3 does not have).
+    fixed: dict[str, int]
+    #: How long the probe itself took.
+    took_ns: int
+
+
+def _rebound(fn: Any, ns: dict[str, Any]) -> Any:
+    """``fn``'s own code object over globals ``ns``: the real hook, the probe's state."""
+    new = types.FunctionType(fn.__code__, ns, fn.__name__, fn.__defaults__, fn.__closure__)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__qualname__ = fn.__qualname__
+    return new
+
+
+def _probe_class(name: str, traced: type[Any], bare: type[Any], ns: dict[str, Any]) -> type[Any]:
+    """``traced`` in front of ``bare``, with ``traced``'s functions rebound over ``ns``.
+
+    The rebound functions keep their closure, so ``super()`` in them still means "after
+    ``traced``" -- which is ``bare`` here.
     """
-    import queue
+    attrs: dict[str, Any] = {}
+    for key, value in vars(traced).items():
+        if isinstance(value, types.FunctionType):
+            attrs[key] = _rebound(value, ns)
+        elif isinstance(value, property) and value.fget is not None:
+            attrs[key] = property(_rebound(value.fget, ns))
+    return type(name, (traced, bare), attrs)
 
-    from ._tee import Tee
 
-    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    data = b"x" * (rounds * 2)
-    bare = io.BytesIO(data)
-    tee = Tee(io.BytesIO(data), _ProbeSink(q.put), 0)
+class _BarePool:
+    scheme = "http"
+    host = "localhost"
+    port = 80
+
+    def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+
+class _BareConnection:
+    response_class = http.client.HTTPResponse
+    blocksize = 8192
+
+    def send(self, data: Any) -> None:
+        return None
+
+
+class _BareResponse(http.client.HTTPResponse):
+    def begin(self) -> None:
+        return None
+
+
+class _FakeSocket:
+    """What ``HTTPResponse.__init__`` needs of a socket: a file holding a 2-byte body."""
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(b"ok")
+
+
+class _ProbeKit:
+    """The probe classes, built once per process (~0.2 ms) on first use."""
+
+    def __init__(self) -> None:
+        from . import _connection, _pool, _tee
+
+        pool_ns = dict(vars(_pool))
+        pool_ns["exchange_ids"] = itertools.count(1)
+        pool_ns["logical"] = _pool._Logical()
+        for name in ("enter_group", "leave_group"):
+            if name in pool_ns:
+                pool_ns[name] = _rebound(pool_ns[name], pool_ns)
+        tee_ns = dict(vars(_tee))
+        tee_ns["pending"] = _tee._Pending()
+        conn_ns = dict(vars(_connection))
+        conn_ns["pending"] = tee_ns["pending"]
+        self.pool = _probe_class("ProbePool", _pool.TracedPoolMixin, _BarePool, pool_ns)
+        self.has_urlopen = "urlopen" in vars(_pool.TracedPoolMixin)
+        self.conn = _probe_class(
+            "ProbeConnection", _connection.TracedConnectionMixin, _BareConnection, conn_ns
+        )
+        self.response = _probe_class("ProbeResponse", _tee.TracedResponse, _BareResponse, tee_ns)
+        self.tee = _tee.Tee
+        # What urllib3's urlopen passes to _make_request (2.x passes ``retries``).
+        self.kwargs: dict[str, Any] = {"timeout": None, "body": None, "headers": {}}
+        self.kwargs["chunked"] = False
+        if pool_ns.get("_RETRIES_SEEN"):
+            self.kwargs.update(
+                retries=types.SimpleNamespace(history=()),
+                response_conn=None,
+                preload_content=True,
+                decode_content=True,
+                enforce_content_length=True,
+            )
+
+
+_kit: _ProbeKit | None = None
+
+_HEAD = b"GET /probe HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: identity\r\n\r\n"
+
+
+def _median(values: list[int]) -> int:
+    return sorted(values)[len(values) // 2]
+
+
+def probe_hooks(rounds: int = PROBE_ROUNDS) -> HookCosts:
+    """Time the caller-thread hooks, ``rounds`` times each; see :class:`HookCosts`.
+
+    Runs the real hook code (see the comment above) against a private queue. Measured on
+    the 2-core VM, CPython 3.11: ~0.17 ms for 16 rounds (the first call ~0.3 ms more).
+    """
+    global _kit
     clock = perf_counter_ns
-    base: list[int] = []
-    teed: list[int] = []
+    start = clock()
+    kit = _kit
+    if kit is None:
+        kit = _kit = _ProbeKit()
+    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    sink = _ProbeSink(q.put)
+    pool = kit.pool()
+    pool._zl_tracer = sink
+    bare_pool = _BarePool()
+    conn = kit.conn()
+    bare_conn = _BareConnection()
+    sock = _FakeSocket()
+    kwargs = kit.kwargs
+    data = b"x" * (rounds * 2)
+    bare_file = io.BytesIO(data)
+    tee = kit.tee(io.BytesIO(data), sink, 0)
+    traced: list[list[int]] = [[] for _ in FIXED_HOOKS]
+    bare: list[list[int]] = [[] for _ in FIXED_HOOKS]
+    t_urlopen, t_make, t_send, t_class, t_begin, t_close = traced
+    b_urlopen, b_make, b_send, b_class, b_begin, b_close = bare
+    read: list[int] = []
+    read_bare: list[int] = []
+    has_urlopen = kit.has_urlopen
     for _ in range(rounds):
+        if has_urlopen:
+            t0 = clock()
+            bare_pool.urlopen("GET", "/probe")
+            t1 = clock()
+            pool.urlopen("GET", "/probe")
+            t2 = clock()
+            b_urlopen.append(t1 - t0)
+            t_urlopen.append(t2 - t1)
         t0 = clock()
-        bare.read(1)
+        bare_pool._make_request(bare_conn, "GET", "/probe", **kwargs)
         t1 = clock()
-        tee.read(1)
+        pool._make_request(conn, "GET", "/probe", **kwargs)
         t2 = clock()
-        base.append(t1 - t0)
-        teed.append(t2 - t1)
-    floor = sorted(base)[rounds // 2]
-    return [t - floor if t > floor else 0 for t in teed]
+        bare_conn.send(_HEAD)
+        t3 = clock()
+        conn.send(_HEAD)
+        t4 = clock()
+        bare_cls = bare_conn.response_class  # what an untraced connection does
+        t5 = clock()
+        cls = conn.response_class  # hands the exchange to the begin() below, as in a request
+        t6 = clock()
+        b_make.append(t1 - t0)
+        t_make.append(t2 - t1)
+        b_send.append(t3 - t2)
+        t_send.append(t4 - t3)
+        b_class.append(t5 - t4)
+        t_class.append(t6 - t5)
+        bare_resp = _BareResponse(sock)  # type: ignore[arg-type]
+        resp = kit.response(sock)
+        t0 = clock()
+        bare_resp.begin()
+        t1 = clock()
+        resp.begin()
+        t2 = clock()
+        bare_resp.fp.close()  # type: ignore[union-attr]
+        t3 = clock()
+        resp.fp.close()
+        t4 = clock()
+        bare_file.read(1)
+        t5 = clock()
+        tee.read(1)
+        t6 = clock()
+        b_begin.append(t1 - t0)
+        t_begin.append(t2 - t1)
+        b_close.append(t3 - t2)
+        t_close.append(t4 - t3)
+        read_bare.append(t5 - t4)
+        read.append(t6 - t5)
+    if not read or q.empty() or cls is bare_cls:
+        raise RuntimeError(f"the hook probe did not reach the hooks ({rounds} rounds)")
+    fixed: dict[str, int] = {}
+    for name, t, b in zip(FIXED_HOOKS, traced, bare):
+        fixed[name] = max(0, _median(t) - _median(b)) if t else 0
+    floor = _median(read_bare)
+    return HookCosts([t - floor if t > floor else 0 for t in read], fixed, clock() - start)
 
 
 # -- the monitor -------------------------------------------------------------------------
@@ -395,7 +603,7 @@ class PerformanceMonitor:
         callbacks: list[Callable[[Any], None]] | None = None,
         slot_s: float = 10.0,
         slots: int = 6,
-        probe: Callable[[], list[int]] | None = probe_hook_cost,
+        probe: Callable[[], HookCosts] | None = probe_hooks,
     ) -> None:
         self.config = config
         self._gauges = gauges
@@ -413,11 +621,16 @@ class PerformanceMonitor:
         self.chunk = WindowedHistogram(slots, slot_s, now)
         self.lag = WindowedHistogram(slots, slot_s, now)
         self.hold = WindowedHistogram(slots, slot_s, now)
-        self._hook_ns = 0  # median per-hook cost of the latest probe
+        # The latest probe's figures (ns): per body read, per send, the fixed hooks of one
+        # exchange (their sum and each), and how long the probe took.
+        self._hook_ns = 0
+        self._send_ns = 0
+        self._fixed_ns = 0
+        self._fixed: dict[str, int] = dict.fromkeys(FIXED_HOOKS, 0)
+        self._probe_ns = 0
         self._ends: list[int] = []  # end times (wall-scale ns) of records not yet written
         self._holds: list[int] = []  # GIL holds not yet bucketed
-        self._hook_index: dict[int, int] = {}  # hooks per exchange -> bucket, at _index_cost
-        self._index_cost = 0
+        self._buckets: dict[int, int] = {}  # added time -> its bucket (a cache)
         self.exchanges = 0
         self.queue_max = 0  # largest queue seen since the last tick
         self._last = Gauges()
@@ -440,36 +653,39 @@ class PerformanceMonitor:
 
     def finished(self, out: Sequence[Finished]) -> None:
         """Exchanges the assembler just ended (before they are handed to the writer)."""
-        cost = self._hook_ns
+        fixed = self._fixed_ns
+        read = self._hook_ns
+        send = self._send_ns
         append = self._ends.append
         h = self.added.current
         counts = h.counts
-        # The added time is hooks x cost, and cost only changes at a probe: the bucket of
-        # each hook count is cached, so an exchange costs a dict lookup, not a bucketing.
-        index = self._hook_index
-        if self._index_cost != cost or len(index) > 4096:
-            index.clear()
-            self._index_cost = cost
-        hooks_total = 0
-        most = 0
+        # An exchange's added time takes a few integer operations; its bucket is cached by
+        # value (most exchanges of a client repeat the same few values), so an exchange
+        # costs a dict lookup, not a bucketing.
+        buckets = self._buckets
+        if len(buckets) > 4096:
+            buckets.clear()
+        total = 0
+        most = h.max
         for f in out:
+            # The fixed hooks, one per body read that delivered body bytes, and one per
+            # request body piece sent after the head.
             reads = f.reads
             body = f.request_body
-            # Hooks: start, the request head's send, the response head, the end (EOF or
-            # close), one per request body piece sent and one per body read.
-            hooks = 4 + (len(body) if body else 0) + (len(reads) >> 1 if reads else 0)
-            i = index.get(hooks)
+            v = fixed + (len(reads) >> 1) * read if reads else fixed
+            if body:
+                v += len(body) * send
+            i = buckets.get(v)
             if i is None:
-                i = index[hooks] = bucket_of(hooks * cost)
+                i = buckets[v] = bucket_of(v)
             counts[i] += 1
-            hooks_total += hooks
-            if hooks > most:
-                most = hooks
+            total += v
+            if v > most:
+                most = v
             append(f.wall_ns + f.timing[3])
         h.n += len(out)
-        h.total += hooks_total * cost
-        if most * cost > h.max:
-            h.max = most * cost
+        h.total += total
+        h.max = most
         self.exchanges += len(out)
         ends = self._ends
         if len(ends) > 100_000:  # writes failing for long: stop measuring their lag
@@ -525,18 +741,31 @@ class PerformanceMonitor:
             h.rotate(now)
         if self._probe is not None and now >= self._next_probe:
             self._next_probe = now + self.added.slot_s
-            try:
-                costs = self._probe()
-            except Exception:  # a probe failure must not stop monitoring
-                log.debug("zltrace: hook probe failed", exc_info=True)
-            else:
-                if costs:
-                    self.chunk.current.record_many(costs)
-                    self._hook_ns = sorted(costs)[len(costs) // 2]
+            self._reprobe(self._probe)
         if self.config.alerts:
             # The rules need the window's added time and the gauges only (~20 us); the
             # full figures (~70 us of GIL) only for the report, once a report_s.
             self.alerts.evaluate(self.figures(full=False), full=self.figures)
+
+    def _reprobe(self, probe: Callable[[], HookCosts]) -> None:
+        # All or nothing: a probe that fails, or returns something unusable, leaves the
+        # previous figures in place (and monitoring going).
+        try:
+            costs = probe()
+            fixed = {name: int(costs.fixed.get(name, 0)) for name in FIXED_HOOKS}
+            read = sorted(costs.read)[len(costs.read) // 2]
+            took = int(costs.took_ns)
+            if read < 0 or took < 0 or min(fixed.values()) < 0:
+                raise ValueError(f"negative hook cost in {costs!r}")
+        except Exception:
+            log.debug("zltrace: hook probe failed; keeping the previous figures", exc_info=True)
+            return
+        self.chunk.current.record_many(costs.read)
+        self._hook_ns = read
+        self._send_ns = fixed["send"]
+        self._fixed = fixed
+        self._fixed_ns = sum(fixed.values())
+        self._probe_ns = took
 
     # -- read by anyone ------------------------------------------------------------------
 
@@ -549,7 +778,13 @@ class PerformanceMonitor:
 
     @property
     def hook_ns(self) -> int:
+        """The latest probed cost of one body read's hook (ns)."""
         return self._hook_ns
+
+    @property
+    def fixed_hooks_ns(self) -> int:
+        """The latest probed cost of the hooks every exchange goes through once (ns)."""
+        return self._fixed_ns
 
     def meets_target(self, figures: dict[str, Any] | None = None) -> bool:
         """Window p95 added time and held memory both under their targets."""
@@ -587,6 +822,11 @@ class PerformanceMonitor:
             out[f"{name}_p99_ns"] = summary.p99
             out[f"{name}_max_ns"] = summary.max
         out["hook_ns"] = self._hook_ns
+        out["send_hook_ns"] = self._send_ns
+        out["fixed_hooks_ns"] = self._fixed_ns
+        for name, ns in self._fixed.items():
+            out[f"fixed_{name}_ns"] = ns
+        out["probe_ns"] = self._probe_ns
         records_s = bytes_s = 0.0
         lost_recent = 0
         samples = self._samples
