@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import urllib3
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -35,6 +37,14 @@ def std_tracer(trace_dir: Path) -> Iterator[zltrace.Tracer]:
     t.close(timeout=10)
 
 
+@pytest.fixture
+def open_tracer(trace_dir: Path) -> Iterator[zltrace.Tracer]:
+    """A tracer that redacts nothing, so cookies and other header values reach the trace."""
+    t = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), flush_ms=10, redact_headers=()))
+    yield t
+    t.close(timeout=10)
+
+
 @pytest.fixture(autouse=True)
 def _reset_default_tracer() -> Iterator[None]:
     yield
@@ -54,3 +64,10 @@ def flushed(tracer: zltrace.Tracer) -> list[zltrace.Exchange]:
         return list(zltrace.read(tracer.path))
     except FileNotFoundError:
         return []
+
+
+def pool_for(srv: Any, tracer: zltrace.Tracer) -> Any:
+    """A traced pool on the loopback server ``srv`` that does not retry."""
+    return zltrace.wrap(
+        urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, timeout=30), tracer=tracer
+    )

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import attrs
 import pytest
 import urllib3
 from _server import ScriptedServer, gzip_bytes, response, sse_response
+from conftest import pool_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,21 +67,6 @@ def pairs_of(tracer: zltrace.Tracer) -> list[dict[str, Any]]:
     lines = out.getvalue().splitlines()
     assert n == len(lines)
     return [check_pair(json.loads(line)) for line in lines]
-
-
-def pool_for(srv: ScriptedServer, tracer: zltrace.Tracer) -> Any:
-    """A traced pool on ``srv`` that does not retry."""
-    return zltrace.wrap(
-        urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, timeout=30), tracer=tracer
-    )
-
-
-@pytest.fixture
-def open_tracer(trace_dir: Path) -> Iterator[zltrace.Tracer]:
-    """A tracer that redacts nothing, so header values reach the trace as sent."""
-    t = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), flush_ms=10, redact_headers=()))
-    yield t
-    t.close(timeout=10)
 
 
 def test_json_request_and_response_bodies_are_parsed(tracer: zltrace.Tracer) -> None:

@@ -23,6 +23,7 @@ import jsonschema
 import pytest
 import urllib3
 from _server import ScriptedServer, Step, gzip_bytes, response, send, sse_response
+from conftest import pool_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,21 +58,6 @@ def entries_of(tracer: zltrace.Tracer) -> list[dict[str, Any]]:
     assert tracer.close(timeout=10)
     entries: list[dict[str, Any]] = har_of(zltrace.read(tracer.path))["log"]["entries"]
     return entries
-
-
-def pool_for(srv: ScriptedServer, tracer: zltrace.Tracer) -> Any:
-    """A traced pool on ``srv`` that does not retry."""
-    return zltrace.wrap(
-        urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, timeout=30), tracer=tracer
-    )
-
-
-@pytest.fixture
-def open_tracer(trace_dir: Path) -> Iterator[zltrace.Tracer]:
-    """A tracer that redacts nothing, so cookies reach the trace."""
-    t = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), flush_ms=10, redact_headers=()))
-    yield t
-    t.close(timeout=10)
 
 
 def free_port() -> int:

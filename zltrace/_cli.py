@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from ._version import __version__
@@ -87,26 +87,28 @@ def _trace_exchanges(args: argparse.Namespace, verb: str) -> Iterator[Any] | Non
     return _counted(read(args.path), progress, verb)
 
 
-def _export(args: argparse.Namespace) -> int:
-    if args.claude_trace:
-        from ._claude_trace import export_claude_trace as export
-    else:
-        from ._har import export_har as export
+def _write_exchanges(
+    args: argparse.Namespace, write: Callable[[Iterator[Any], TextIO], int], verb: str
+) -> int:
+    """Stream the exchanges at ``args.path`` through ``write`` to ``args.output`` (or stdout).
+
+    A file is written beside the target and renamed into place: a failed run leaves no half
+    document.
+    """
     with _warnings_to_stderr():
-        exchanges = _trace_exchanges(args, "exported")
+        exchanges = _trace_exchanges(args, verb)
         if exchanges is None:
             return 2
         to_stdout = args.output in (None, "-")
-        # A file is written beside the target and renamed into place: no half document.
         tmp = f"{args.output}.{os.getpid()}.tmp"
         try:
             if to_stdout:
-                count = export(exchanges, sys.stdout)
+                count = write(exchanges, sys.stdout)
                 sys.stdout.flush()
             else:
                 try:
                     with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-                        count = export(exchanges, out)
+                        count = write(exchanges, out)
                     os.replace(tmp, args.output)
                 finally:
                     if os.path.exists(tmp):
@@ -116,40 +118,25 @@ def _export(args: argparse.Namespace) -> int:
             return 1
     if args.progress or sys.stderr.isatty():
         where = "stdout" if to_stdout else args.output
-        print(f"exported {count} exchanges to {where}", file=sys.stderr)
+        print(f"{verb} {count} exchanges to {where}", file=sys.stderr)
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.claude_trace:
+        from ._claude_trace import export_claude_trace as export
+    else:
+        from ._har import export_har as export
+    return _write_exchanges(args, export, "exported")
 
 
 def _report(args: argparse.Namespace) -> int:
     from ._report import write_report
 
     title = args.title or f"zltrace report: {os.path.basename(os.path.normpath(args.path))}"
-    with _warnings_to_stderr():
-        exchanges = _trace_exchanges(args, "reported")
-        if exchanges is None:
-            return 2
-        to_stdout = args.output == "-"
-        # Written beside the target and renamed into place: a failed run leaves no half page.
-        tmp = f"{args.output}.{os.getpid()}.tmp"
-        try:
-            if to_stdout:
-                count = write_report(exchanges, sys.stdout, title=title)
-                sys.stdout.flush()
-            else:
-                try:
-                    with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-                        count = write_report(exchanges, out, title=title)
-                    os.replace(tmp, args.output)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-        except OSError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    if args.progress or sys.stderr.isatty():
-        where = "stdout" if to_stdout else args.output
-        print(f"reported {count} exchanges to {where}", file=sys.stderr)
-    return 0
+    return _write_exchanges(
+        args, lambda exchanges, out: write_report(exchanges, out, title=title), "reported"
+    )
 
 
 def _stats(args: argparse.Namespace) -> int:
