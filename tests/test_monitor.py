@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import zltrace
 from zltrace import _events, _pool, _tee
 from zltrace._assembler import Finished
+from zltrace._endpoints import State, metrics_text
 from zltrace._monitor import (
     FIXED_HOOKS,
     LOWER,
@@ -279,6 +280,17 @@ def test_figures_expose_the_probe() -> None:
     assert f["chunk_count"] == 8
 
 
+def test_metrics_expose_the_probed_hook_costs() -> None:
+    """/metrics text: gauges for the per-read and the fixed per-exchange hook costs."""
+    m = PerformanceMonitor(zltrace.Config(), clock=Clock(), probe=lambda: costs(300, 200, 700))
+    m.tick()
+    lines = metrics_text(State("zero-latency", m, True)).splitlines()
+    fixed = (200 * (len(FIXED_HOOKS) - 1) + 700) / 1e9
+    assert f"zltrace_fixed_hooks_cost_seconds {fixed!r}" in lines
+    assert "# TYPE zltrace_fixed_hooks_cost_seconds gauge" in lines
+    assert f"zltrace_hook_cost_seconds {300 / 1e9!r}" in lines
+
+
 def test_a_broken_probe_keeps_the_previous_figures() -> None:
     """A probe that raises or returns nonsense changes nothing; monitoring goes on."""
     clock = Clock()
@@ -308,6 +320,21 @@ def test_a_broken_probe_keeps_the_previous_figures() -> None:
         assert now == before, broken
     m.finished([_finished(2, 0, 0, 1)])
     assert m.added.run().max == before["fixed_hooks_ns"] + 2 * 300
+
+
+def test_one_slow_probe_does_not_set_the_figures_alone() -> None:
+    """Figures are medians of the last three probes: an outlier counts only once repeated."""
+    clock = Clock()
+    probed = [costs(300, 200)]
+    m = PerformanceMonitor(zltrace.Config(), clock=clock, probe=lambda: probed[0])
+    seen = []
+    for c in (costs(300, 200), costs(310, 210), costs(9_000, 6_000), costs(9_000, 6_000)):
+        probed[0] = c
+        m.tick()
+        clock.now += 10
+        seen.append((m.hook_ns, m.fixed_hooks_ns))
+    n = len(FIXED_HOOKS)
+    assert seen == [(300, 200 * n), (310, 210 * n), (310, 210 * n), (9_000, 6_000 * n)]
 
 
 def test_probe_times_every_hook_of_the_real_code() -> None:

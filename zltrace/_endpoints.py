@@ -140,7 +140,7 @@ HISTOGRAMS = (
     (
         "zltrace_added_latency_seconds",
         "added",
-        "Caller-thread time the tracer added to each exchange (hooks x measured hook cost)",
+        "Caller-thread time of the tracer's own hooks per exchange (probed hook costs)",
     ),
     (
         "zltrace_chunk_added_seconds",
@@ -218,7 +218,12 @@ def metrics_text(state: State) -> str:
         ),
         ("zltrace_records_per_second", f["records_per_s"], "Records written per second"),
         ("zltrace_bytes_per_second", f["bytes_per_s"], "Bytes written per second"),
-        ("zltrace_hook_cost_seconds", f["hook_ns"] / 1e9, "Median cost of one caller hook"),
+        ("zltrace_hook_cost_seconds", f["hook_ns"] / 1e9, "Probed cost of one body read's hook"),
+        (
+            "zltrace_fixed_hooks_cost_seconds",
+            f["fixed_hooks_ns"] / 1e9,
+            "Probed cost of the hooks every exchange runs once",
+        ),
         ("zltrace_target_p95_seconds", f["target_p95_ns"] / 1e9, "Target p95 added time"),
     ):
         out.family(name, "gauge", help_text, [(None, value)])

@@ -18,8 +18,10 @@ Rules:
   a cached bucket) plus noting its end for the lag; ``flushed`` ~155 ns per record (its
   lag); ``hold_ns`` 60 ns plus ~130 ns when folded. So each observation costs 150-200 ns of
   worker time, none of caller time. A tick is ~30 us once a second, plus the hook probe
-  every ``slot_s`` (10 s): ~0.17 ms (16 rounds; ~0.3 ms more the first time, to build its
-  classes); ``figures()`` in full ~75 us, for ``stats()`` and the endpoints.
+  every ``slot_s`` (10 s): 0.13-0.15 ms back to back, 0.33-0.35 ms after an idle spell
+  (cold caches), 16 rounds (the first probe ~0.1-0.3 ms more: it builds its classes and
+  runs 8 rounds unmeasured); ``figures()`` in full ~75 us, for ``stats()`` and the
+  endpoints.
 
 What the figures mean (the caller's added time cannot be timed on the caller without
 adding to it, so it is derived from a probe):
@@ -32,7 +34,9 @@ adding to it, so it is derived from a probe):
   connection's ``response_class``, ``TracedResponse.begin``, ``Tee.close``, and urllib3
   1.26's ``urlopen`` override; each as ``fixed_<name>_ns``), and the hook of one body
   read (``hook_ns``: ``Tee.read`` over an in-memory file minus the file's own ``read``;
-  its every round is in the ``chunk`` histogram). 3.4 + 0.3 us on the VM.
+  its every round is in the ``chunk`` histogram). Each figure is the median of the last
+  ``PROBES_KEPT`` (3) probes. On the VM, 1 KB GETs: ~3.0-3.3 us fixed + ~0.35 us per
+  read (3.11, urllib3 2.x); ~4.5 + ~0.45 us (3.9, urllib3 1.26, its ``urlopen`` included).
 - ``added`` per exchange: ``fixed_hooks_ns`` + ``hook_ns`` x body reads that delivered
   body bytes + ``send_hook_ns`` x request body pieces sent after the head. It is the
   tracer's own code on the caller thread, and only that. Not in it: the time a caller
@@ -42,8 +46,9 @@ adding to it, so it is derived from a probe):
   them and are then freed on the worker thread, so the caller's next allocations come from
   colder memory. End to end (thread CPU time, 1 KB GETs on loopback, interleaved A/B,
   worker kept out) the tracer adds ~7.7 us of caller CPU per request, of which ~2-3 us is
-  that allocator effect (by ablation), against ~4 us here. ``python -m zltrace bench``
-  measures the end-to-end figure.
+  that allocator effect (by ablation), against ~3.3-3.7 us here (the figure was ~1.4 us
+  when only the read hook was probed). ``python -m zltrace bench`` measures the
+  end-to-end figure.
 - ``lag``: from an exchange's last byte (its end timestamp, taken on the caller) to its
   line being written by the writer -- includes the flush interval by design.
 - ``hold``: how long the worker held the GIL in one slice of work.
@@ -379,6 +384,9 @@ FIXED_HOOKS = ("urlopen", "make_request", "send", "response_class", "begin", "cl
 
 #: Rounds of each hook per probe (a round times the traced and the bare call once each).
 PROBE_ROUNDS = 16
+#: The figures are medians over this many latest probes: one probe that a burst of other
+#: work slowed down (seen: 2x, on the 2-core VM) does not set them alone.
+PROBES_KEPT = 3
 
 
 class HookCosts(NamedTuple):
@@ -496,15 +504,19 @@ def _median(values: list[int]) -> int:
 def probe_hooks(rounds: int = PROBE_ROUNDS) -> HookCosts:
     """Time the caller-thread hooks, ``rounds`` times each; see :class:`HookCosts`.
 
-    Runs the real hook code (see the comment above) against a private queue. Measured on
-    the 2-core VM, CPython 3.11: ~0.17 ms for 16 rounds (the first call ~0.3 ms more).
+    Runs the real hook code (see the comment above) against a private queue; its duration
+    is in the module docstring.
     """
     global _kit
     clock = perf_counter_ns
     start = clock()
     kit = _kit
+    # The first probe may come before any request: its first rounds would time code that
+    # the interpreter has not specialised yet (3.11+), so they are run and not counted.
+    warm = 0
     if kit is None:
         kit = _kit = _ProbeKit()
+        warm = 8
     q: queue.SimpleQueue[Any] = queue.SimpleQueue()
     sink = _ProbeSink(q.put)
     pool = kit.pool()
@@ -512,9 +524,12 @@ def probe_hooks(rounds: int = PROBE_ROUNDS) -> HookCosts:
     bare_pool = _BarePool()
     conn = kit.conn()
     bare_conn = _BareConnection()
-    sock = _FakeSocket()
+    # One response of each kind, given a fresh socket file per round (building one per
+    # round would double the probe's time).
+    bare_resp = _BareResponse(_FakeSocket())  # type: ignore[arg-type]
+    resp = kit.response(_FakeSocket())
     kwargs = kit.kwargs
-    data = b"x" * (rounds * 2)
+    data = b"x" * ((rounds + warm) * 2)
     bare_file = io.BytesIO(data)
     tee = kit.tee(io.BytesIO(data), sink, 0)
     traced: list[list[int]] = [[] for _ in FIXED_HOOKS]
@@ -524,7 +539,7 @@ def probe_hooks(rounds: int = PROBE_ROUNDS) -> HookCosts:
     read: list[int] = []
     read_bare: list[int] = []
     has_urlopen = kit.has_urlopen
-    for _ in range(rounds):
+    for _ in range(rounds + warm):
         if has_urlopen:
             t0 = clock()
             bare_pool.urlopen("GET", "/probe")
@@ -552,8 +567,8 @@ def probe_hooks(rounds: int = PROBE_ROUNDS) -> HookCosts:
         t_send.append(t4 - t3)
         b_class.append(t5 - t4)
         t_class.append(t6 - t5)
-        bare_resp = _BareResponse(sock)  # type: ignore[arg-type]
-        resp = kit.response(sock)
+        bare_resp.fp = io.BytesIO(b"ok")  # type: ignore[assignment]
+        resp.fp = io.BytesIO(b"ok")
         t0 = clock()
         bare_resp.begin()
         t1 = clock()
@@ -573,6 +588,12 @@ def probe_hooks(rounds: int = PROBE_ROUNDS) -> HookCosts:
         t_close.append(t4 - t3)
         read_bare.append(t5 - t4)
         read.append(t6 - t5)
+    # Nothing left for their finalizers to close.
+    bare_resp.fp = None  # type: ignore[assignment]
+    resp.fp = None
+    if warm:
+        for samples in (*traced, *bare, read, read_bare):
+            del samples[:warm]
     if not read or q.empty() or cls is bare_cls:
         raise RuntimeError(f"the hook probe did not reach the hooks ({rounds} rounds)")
     fixed: dict[str, int] = {}
@@ -628,6 +649,8 @@ class PerformanceMonitor:
         self._fixed_ns = 0
         self._fixed: dict[str, int] = dict.fromkeys(FIXED_HOOKS, 0)
         self._probe_ns = 0
+        # (per-read median, fixed hook costs) of the last PROBES_KEPT probes.
+        self._probed: deque[tuple[int, dict[str, int]]] = deque(maxlen=PROBES_KEPT)
         self._ends: list[int] = []  # end times (wall-scale ns) of records not yet written
         self._holds: list[int] = []  # GIL holds not yet bucketed
         self._buckets: dict[int, int] = {}  # added time -> its bucket (a cache)
@@ -753,18 +776,22 @@ class PerformanceMonitor:
         try:
             costs = probe()
             fixed = {name: int(costs.fixed.get(name, 0)) for name in FIXED_HOOKS}
-            read = sorted(costs.read)[len(costs.read) // 2]
+            reads = sorted(int(v) for v in costs.read)
+            read = reads[len(reads) // 2]
             took = int(costs.took_ns)
-            if read < 0 or took < 0 or min(fixed.values()) < 0:
+            if reads[0] < 0 or took < 0 or min(fixed.values()) < 0:
                 raise ValueError(f"negative hook cost in {costs!r}")
         except Exception:
             log.debug("zltrace: hook probe failed; keeping the previous figures", exc_info=True)
             return
-        self.chunk.current.record_many(costs.read)
-        self._hook_ns = read
-        self._send_ns = fixed["send"]
-        self._fixed = fixed
-        self._fixed_ns = sum(fixed.values())
+        self.chunk.current.record_many(reads)
+        probed = self._probed
+        probed.append((read, fixed))
+        mid = len(probed) // 2
+        self._hook_ns = sorted(r for r, _ in probed)[mid]
+        self._fixed = {name: sorted(f[name] for _, f in probed)[mid] for name in FIXED_HOOKS}
+        self._send_ns = self._fixed["send"]
+        self._fixed_ns = sum(self._fixed.values())
         self._probe_ns = took
 
     # -- read by anyone ------------------------------------------------------------------
