@@ -132,6 +132,7 @@ class TraceWriter:
         self._attempts = 0  # failed attempts of the current batch
         self.retry_at = 0  # clock value before which the batch is not tried again
         self._dead_records = 0  # records in the dead-letter file, not yet re-driven
+        self._dead_copied = 0  # bytes of the dead-letter file already copied into the trace
         self._dead_streak = 0
         self.mode = "batched"
         self._modes_logged: set[str] = set()
@@ -322,10 +323,10 @@ class TraceWriter:
         self._attempts = 0
         self.retry_at = 0
         self._dead_streak = 0
-        if self.mode == "immediate":
-            self._set_mode("batched", "writes work again; batching resumed")
         if self._held or self._dead_records:
             self._redrive()
+        if self.mode != "batched" and not self._held:
+            self._set_mode("batched", "writes work again")
         return not self._held
 
     def _write_lines(self, lines: list[bytes]) -> None:
@@ -434,18 +435,28 @@ class TraceWriter:
             self._failed("re-drive", exc)
             self.retry_at = self._clock() + self._backoff_ns
             return
-        if self.mode == "memory":
+        if self.mode != "batched":
             self._set_mode("batched", "writes work again; held records re-driven")
 
     def _copy_dead_letter(self) -> None:
+        # Whole lines only, and from where the last attempt stopped: a copy that fails half-way
+        # neither leaves a torn line in the trace nor copies the first half twice next time.
         fd = os.open(self.dead_path, os.O_RDONLY)
         try:
+            offset = self._dead_copied
+            carry = b""
             while True:
-                block = os.read(fd, _COPY_BLOCK)
+                block = os.pread(fd, _COPY_BLOCK, offset + len(carry))
                 if not block:
                     break
-                self._append([block])
-                self.bytes_written += len(block)
+                data = carry + block
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    self._append([data[:cut]])
+                    self.bytes_written += cut
+                    offset += cut
+                    self._dead_copied = offset
+                carry = data[cut:]
         finally:
             os.close(fd)
         # Every line is in the trace now; a crash before the unlink leaves duplicates, which
@@ -458,6 +469,7 @@ class TraceWriter:
         self.redriven_records += self._dead_records
         self.records_written += self._dead_records
         self._dead_records = 0
+        self._dead_copied = 0
 
     def _failed(self, what: str, exc: OSError) -> None:
         self.write_errors += 1
