@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -123,6 +124,11 @@ def test_metrics_parse_with_prometheus_client_and_match_stats(
     assert value("zltrace_worker_alive") == 1
     assert value("zltrace_info", mode="zero-latency", version=zltrace.__version__) == 1
     assert value("zltrace_alert_active", alert="records_lost", severity="critical") == 0
+    assert value("zltrace_write_retries") == stats["write_retries"] == 0
+    assert value("zltrace_dead_lettered_records") == 0
+    assert value("zltrace_budget_spilled_bytes") == stats["budget_spilled_bytes"]
+    assert value("zltrace_body_bytes_dropped") == 0
+    assert value("zltrace_writer_degraded") == 0
     hist = fams["zltrace_added_latency_seconds"]
     assert hist.type == "histogram"
     buckets = [s for s in hist.samples if s.name.endswith("_bucket")]
@@ -268,3 +274,44 @@ def test_dashboard_references_only_metrics_that_are_exported(
     exported = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     assert used, exprs
     assert used <= exported, used - exported
+
+
+def test_metrics_show_write_faults_as_they_happen(
+    trace_dir: Path, http: urllib3.PoolManager
+) -> None:
+    """Writes failing with ENOSPC (/dev/full through the opener seam): /metrics shows the
+    retries and the degraded writer while it lasts, and the recovery after."""
+    broken = {"on": True}
+
+    def opener(path: str, flags: int, mode: int = 0o777) -> int:
+        if broken["on"] and path.endswith(".jsonl"):
+            return os.open("/dev/full", os.O_WRONLY)
+        return os.open(path, flags, mode)
+
+    cfg = zltrace.Config(
+        dir=str(trace_dir), health_port=0, flush_ms=5, write_retries=1, retry_backoff_ms=1
+    )
+    t = zltrace.Tracer(cfg, opener=opener)
+    try:
+        with ScriptedServer([response(200, b"z" * 300)]) as srv:
+            pool = t.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+            for _ in range(5):
+                assert pool.urlopen("GET", "/").status == 200
+            pool.close()
+        for _ in range(100):
+            t.flush(timeout=10)
+            if t.stats()["writer_mode"] == "memory":
+                break
+        assert t.health_url is not None
+        fams = families(http.request("GET", t.health_url + "/metrics").data.decode())
+        assert fams["zltrace_write_retries"].samples[0].value >= 1
+        assert fams["zltrace_writer_degraded"].samples[0].value == 1
+        assert fams["zltrace_writer_degradations"].samples[0].value >= 1
+        broken["on"] = False
+        assert t.flush(timeout=10)
+        fams = families(http.request("GET", t.health_url + "/metrics").data.decode())
+        assert fams["zltrace_writer_degraded"].samples[0].value == 0
+        assert fams["zltrace_redriven_records"].samples[0].value == 5
+    finally:
+        assert t.close(timeout=10)
+    assert len(list(zltrace.read(t.path))) == 5

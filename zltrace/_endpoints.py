@@ -23,7 +23,7 @@ import math
 import selectors
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from urllib.parse import urlsplit
@@ -53,6 +53,8 @@ class State(NamedTuple):
     monitor: PerformanceMonitor
     worker_ok: bool
     capture_failures: int = 0
+    #: Write-fault and memory-budget counters (``stats()`` keys of the same names).
+    faults: Mapping[str, int] = {}
 
 
 # -- documents -------------------------------------------------------------------------------
@@ -180,6 +182,42 @@ def metrics_text(state: State) -> str:
         ("zltrace_write_errors_total", "write_errors", "Failed writes (retried or lost)"),
     ):
         out.family(name, "counter", help_text, [(None, f[key])])
+    for name, key, help_text in (
+        ("zltrace_write_retries_total", "write_retries", "Batch writes retried after a failure"),
+        (
+            "zltrace_dead_lettered_records_total",
+            "dead_lettered_records",
+            "Records written to the dead-letter file",
+        ),
+        (
+            "zltrace_redriven_records_total",
+            "redriven_records",
+            "Dead-lettered or memory-held records later written to the trace",
+        ),
+        ("zltrace_writer_degradations_total", "degradations", "Writer degradations"),
+        (
+            "zltrace_budget_spilled_bytes_total",
+            "budget_spilled_bytes",
+            "In-flight body bytes spilled to the side file",
+        ),
+        (
+            "zltrace_budget_throttles_total",
+            "budget_throttles",
+            "Times app threads were made to wait for the worker",
+        ),
+        (
+            "zltrace_body_bytes_dropped_total",
+            "body_bytes_dropped",
+            "In-flight body bytes dropped (budget full, side file unwritable)",
+        ),
+    ):
+        out.family(name, "counter", help_text, [(None, state.faults.get(key, 0))])
+    out.family(
+        "zltrace_writer_degraded",
+        "gauge",
+        "1 while the writer is not in its normal batched mode",
+        [(None, int(state.faults.get("writer_degraded", 0)))],
+    )
     out.family(
         "zltrace_capture_failures_total",
         "counter",

@@ -388,7 +388,18 @@ class Tracer:
 
         w = self._worker
         ok = self.mode != "zero-latency" or bool(w and w.alive and not w.crashed)
-        return State(self.mode, self._monitor, ok, sum(capture_failures().values()))
+        writer, budget = self._writer, self._budget
+        faults = {
+            "write_retries": writer.retries,
+            "dead_lettered_records": writer.dead_lettered_records,
+            "redriven_records": writer.redriven_records,
+            "degradations": writer.degradations,
+            "writer_degraded": int(writer.mode != "batched"),
+            "budget_spilled_bytes": budget.spilled_bytes,
+            "budget_throttles": budget.throttles,
+            "body_bytes_dropped": budget.dropped_bytes,
+        }
+        return State(self.mode, self._monitor, ok, sum(capture_failures().values()), faults)
 
     def _start_endpoint(self) -> EndpointServer | None:
         cfg = self.config
