@@ -253,11 +253,10 @@ class Worker:
         if self.events:
             self._mean = asm.data_bytes // self.events
         pending = self._writer.pending_bytes
-        queued = (backlog + self._q.qsize()) * self._mean
-        budget.update(asm.bytes_held + pending + queued)
-        # What is queued and unwritten leaves less room for in-flight bodies -- but spilling
-        # on every event would not shrink those: in-flight bodies get at least a quarter.
-        self._spill_at = max(budget.high - pending - queued, budget.limit // 4)
+        budget.update(asm.bytes_held + pending + (backlog + self._q.qsize()) * self._mean)
+        # Lines kept while the disk is gone count too, but spilling every event would not
+        # help them: in-flight bodies get at least a quarter of the budget.
+        self._spill_at = max(budget.high - pending, budget.limit // 4)
         self._pressure()
 
     def _relieve(self) -> None:
