@@ -244,3 +244,57 @@ def test_module_locks_held_at_fork_are_free_in_the_child(trace_dir: Path) -> Non
     assert os.waitstatus_to_exitcode(status) == 0
     (ex,) = zltrace.read(trace_dir)
     assert ex.request.url.endswith("/in-child")
+
+
+THREADLESS_CHILD = textwrap.dedent(
+    """
+    import sys, warnings
+    import urllib3, zltrace
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = zltrace.Tracer(zltrace.Config(dir=sys.argv[2], handle_signals=False))
+    print("mode", t.mode)
+    for w in caught:
+        print("warning", w.category.__name__, w.message)
+    pool = t.wrap(urllib3.HTTPConnectionPool("127.0.0.1", int(sys.argv[1])))
+    for i in range(3):
+        assert pool.urlopen("GET", f"/n{i}").data == b"ok"
+    print("closed", t.close(timeout=10))
+    """
+)
+
+
+def test_a_worker_that_cannot_start_falls_back_to_standard_mode(tmp_path: Path) -> None:
+    """No thread can be created (a pids cgroup at its limit): the tracer warns, runs in
+    standard mode, and records every exchange."""
+    cgroup = Path("/sys/fs/cgroup/pids") / f"zltrace-test-{os.getpid()}"
+    try:
+        cgroup.mkdir()
+        (cgroup / "pids.max").write_text("1")
+    except OSError as exc:
+        pytest.skip(f"cannot make a pids cgroup here ({exc})")
+    trace_dir = tmp_path / "t"
+    try:
+
+        def join_cgroup() -> None:  # in the child, before exec: it is one task then
+            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+        with ScriptedServer([response(200, b"ok")]) as srv:
+            out = subprocess.run(
+                [sys.executable, "-c", THREADLESS_CHILD, str(srv.port), str(trace_dir)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                preexec_fn=join_cgroup,
+                env={**os.environ, "PYTHONPATH": str(Path(zltrace.__file__).parent.parent)},
+            )
+    finally:
+        cgroup.rmdir()
+    assert out.returncode == 0, out.stderr
+    assert "mode standard" in out.stdout
+    assert "warning ZltraceWarning zltrace: the background thread could not start" in out.stdout
+    assert "falling back to standard (synchronous) mode" in out.stdout
+    assert "closed True" in out.stdout
+    got = [ex.request.url.rsplit("/", 1)[1] for ex in zltrace.read(trace_dir)]
+    assert got == ["n0", "n1", "n2"]
