@@ -10,14 +10,16 @@ closes and abrupt resets. Typical use::
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http
+import itertools
 import select
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Union, final
 
@@ -458,6 +460,35 @@ class ScriptedServer:
 
 
 # -- convenience builders ------------------------------------------------------------------
+
+
+class Routes:
+    """Step lists registered under fresh paths, served by one keep-alive :class:`ScriptedServer`
+    (one per test module: cases register a route each instead of starting a server each)."""
+
+    def __init__(self, prefix: str = "/case/") -> None:
+        self._steps: dict[str, list[Step]] = {}
+        self._ids = itertools.count(1)
+        self._prefix = prefix
+
+    def route(self, steps: list[Step]) -> str:
+        """Register ``steps`` under a fresh path and return the path."""
+        path = f"{self._prefix}{next(self._ids)}"
+        self._steps[path] = steps
+        return path
+
+    def reply(self, req: Request) -> list[Step]:
+        steps = self._steps.get(req.target)
+        if steps is None:
+            return [send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")]
+        return steps
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[ScriptedServer]:
+        """The server; on exit, fails if it saw errors of its own."""
+        with ScriptedServer(self.reply) as s:
+            yield s
+        assert not s.errors, s.errors
 
 
 def gzip_bytes(data: bytes) -> bytes:

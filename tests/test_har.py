@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 import pytest
 import urllib3
-from _server import ScriptedServer, Step, gzip_bytes, response, send, sse_response
+from _server import Routes, ScriptedServer, gzip_bytes, response, sse_response
 from conftest import pool_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -322,19 +322,14 @@ def test_export_streams_each_entry_before_reading_the_next(tracer: zltrace.Trace
 
 # -- arbitrary bodies and chunk splits ---------------------------------------------------------
 
-_routes: dict[str, list[Step]] = {}
+_routes = Routes("/any/")
 
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[ScriptedServer]:
     """A keep-alive server answering each path with the steps registered for it."""
-
-    def reply(req: Any) -> list[Step]:
-        return _routes.get(req.target) or [send(b"HTTP/1.1 404 X\r\nContent-Length: 0\r\n\r\n")]
-
-    with ScriptedServer(reply) as s:
+    with _routes.serve() as s:
         yield s
-    assert not s.errors, s.errors
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -350,8 +345,7 @@ def test_any_body_round_trips_through_har_content(
     """For any body, chunking and coding, content decodes back to exactly the decoded body."""
     wire = {"identity": body, "gzip": gzip_bytes(body), "deflate": zlib.compress(body)}[encoding]
     headers = [("Content-Encoding", encoding)] + ([("Content-Type", mime)] if mime else [])
-    path = f"/any/{len(_routes)}"
-    _routes[path] = response(200, wire, headers, framing="chunked", chunk_sizes=sizes)
+    path = _routes.route(response(200, wire, headers, framing="chunked", chunk_sizes=sizes))
     with tempfile.TemporaryDirectory() as d:
         tracer = zltrace.Tracer(zltrace.Config(dir=d, flush_ms=10))
         try:

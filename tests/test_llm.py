@@ -9,7 +9,6 @@ edges (cut-off streams, error-only streams, odd shapes), and a fuzz test pins "n
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import attrs
 import pytest
 import urllib3
 from _server import (
+    Routes,
     ScriptedServer,
     Step,
     chunk_frame,
@@ -61,30 +61,15 @@ REQUEST = {
 
 # -- one loopback server for the module; each case registers its own route ------------------
 
-_routes: dict[str, list[Step]] = {}
-_route_ids = itertools.count(1)
+_routes = Routes("/v1/case/")
+route = _routes.route
 
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[ScriptedServer]:
     """A keep-alive scripted server answering each path with the steps registered for it."""
-
-    def reply(req: Any) -> list[Step]:
-        steps = _routes.get(req.target)
-        if steps is None:
-            return [send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")]
-        return steps
-
-    with ScriptedServer(reply) as s:
+    with _routes.serve() as s:
         yield s
-    assert not s.errors, s.errors
-
-
-def route(steps: list[Step]) -> str:
-    """Register ``steps`` under a fresh path and return the path."""
-    path = f"/v1/case/{next(_route_ids)}"
-    _routes[path] = steps
-    return path
 
 
 def post(pool: urllib3.HTTPConnectionPool, path: str, body: Json | None = None) -> bytes:

@@ -10,7 +10,6 @@ got the same bytes as it does from an untraced pool.
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import random
 import tempfile
@@ -20,6 +19,7 @@ from typing import Any, Callable, Optional
 import pytest
 import urllib3
 from _server import (
+    Routes,
     ScriptedServer,
     Step,
     close,
@@ -52,30 +52,15 @@ v1_readinto_overflows = pytest.mark.skipif(
 
 # -- one loopback server for the module; each case registers its own route ----------------
 
-_routes: dict[str, list[Step]] = {}
-_route_ids = itertools.count(1)
+_routes = Routes("/case/")
+route = _routes.route
 
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[ScriptedServer]:
     """A keep-alive scripted server answering each path with the steps registered for it."""
-
-    def reply(req: Any) -> list[Step]:
-        steps = _routes.get(req.target)
-        if steps is None:
-            return [send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")]
-        return steps
-
-    with ScriptedServer(reply) as s:
+    with _routes.serve() as s:
         yield s
-    assert not s.errors, s.errors
-
-
-def route(steps: list[Step]) -> str:
-    """Register ``steps`` under a fresh path and return the path."""
-    path = f"/case/{next(_route_ids)}"
-    _routes[path] = steps
-    return path
 
 
 @pytest.fixture(params=["tracer", "std_tracer"])
