@@ -133,7 +133,7 @@ def default_rules(config: Config) -> list[Rule]:
             lambda f: (
                 f"mean added time {_us(f['added_mean_ns'])} > {_us(mean_ns)} for {c.alert_mean_s}s"
             ),
-            ("added_mean_ns", "added_p95_ns", "added_count", "hook_ns"),
+            ("added_mean_ns", "added_p95_ns", "added_count", "fixed_hooks_ns", "hook_ns"),
         ),
         Rule(
             "budget_warning",
