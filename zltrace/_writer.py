@@ -459,8 +459,8 @@ class TraceWriter:
                 carry = data[cut:]
         finally:
             os.close(fd)
-        # Every line is in the trace now; a crash before the unlink leaves duplicates, which
-        # read back as the same ids (documented), never as lost records.
+        # Every line is in the trace now. A crash between the copy and the unlink leaves the
+        # lines in both files: read back, they are the same ids twice, never lost records.
         try:
             os.unlink(self.dead_path)
         except OSError:
