@@ -499,3 +499,36 @@ def test_disabled_config_returns_targets_untouched(tmp_path: Path) -> None:
     finally:
         assert t.close(timeout=10)
     assert not (tmp_path / "off").exists() or not any((tmp_path / "off").iterdir())
+
+
+class _LoggingPool(urllib3.HTTPConnectionPool):
+    """A user's pool whose ``_make_request`` has a signature of its own."""
+
+    seen: list[str] = []
+
+    def _make_request(self, conn: Any, method: str, url: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.seen.append(url)
+        return super()._make_request(conn, method, url, **kwargs)
+
+
+def test_make_request_is_forwarded_by_position_only_for_urllib3s_own_signature(
+    tracer: zltrace.Tracer,
+) -> None:
+    """Stock pools get the positional forwarder (urllib3 2.x); a pool class with its own
+    ``_make_request`` signature keeps the generic one, and both record every exchange."""
+    from zltrace import _pool
+
+    with ScriptedServer([response(200, b"ok")]) as srv:
+        stock = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+        own = tracer.wrap(_LoggingPool("127.0.0.1", srv.port))
+        explicit = vars(type(stock)).get("_make_request")
+        assert (explicit is _pool._make_request_explicit) == _pool._STOCK_EXPLICIT
+        assert urllib3.__version__.startswith("1.") or explicit is _pool._make_request_explicit
+        assert "_make_request" not in vars(type(own))  # the mixin's generic method
+        assert stock.urlopen("GET", "/stock").data == b"ok"
+        assert own.urlopen("GET", "/own", retries=urllib3.Retry(2)).data == b"ok"
+        stock.close()
+        own.close()
+    assert _LoggingPool.seen == ["/own"]
+    got = [ex.request.url.rsplit("/", 1)[1] for ex in records(tracer)]
+    assert got == ["stock", "own"]

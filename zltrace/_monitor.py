@@ -436,6 +436,28 @@ class _BarePool:
         return None
 
 
+class _BareExplicitPool(_BarePool):
+    """urllib3 2.x's ``_make_request`` signature: the bare call binds its keywords as the real
+    one does (a ``**kwargs`` stub would charge the bare side for packing them)."""
+
+    def _make_request(  # type: ignore[override]
+        self,
+        conn: Any,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Any = None,
+        retries: Any = None,
+        timeout: Any = None,
+        chunked: bool = False,
+        response_conn: Any = None,
+        preload_content: bool = True,
+        decode_content: bool = True,
+        enforce_content_length: bool = True,
+    ) -> Any:
+        return None
+
+
 class _BareConnection:
     response_class = http.client.HTTPResponse
     blocksize = 8192
@@ -472,7 +494,13 @@ class _ProbeKit:
         tee_ns["pending"] = _tee._Pending()
         conn_ns = dict(vars(_connection))
         conn_ns["pending"] = tee_ns["pending"]
-        self.pool = _probe_class("ProbePool", _pool.TracedPoolMixin, _BarePool, pool_ns)
+        # The traced pool as traced_pool_class makes it for urllib3's own pool class.
+        self.bare_pool: type[_BarePool] = _BarePool
+        if _pool._STOCK_EXPLICIT:
+            self.bare_pool = _BareExplicitPool
+        self.pool = _probe_class("ProbePool", _pool.TracedPoolMixin, self.bare_pool, pool_ns)
+        if _pool._STOCK_EXPLICIT:
+            self.pool._make_request = _rebound(_pool._make_request_explicit, pool_ns)
         self.has_urlopen = "urlopen" in vars(_pool.TracedPoolMixin)
         self.conn = _probe_class(
             "ProbeConnection", _connection.TracedConnectionMixin, _BareConnection, conn_ns
@@ -521,7 +549,7 @@ def probe_hooks(rounds: int = PROBE_ROUNDS) -> HookCosts:
     sink = _ProbeSink(q.put)
     pool = kit.pool()
     pool._zl_tracer = sink
-    bare_pool = _BarePool()
+    bare_pool = kit.bare_pool()
     conn = kit.conn()
     bare_conn = _BareConnection()
     # One response of each kind, given a fresh socket file per round (building one per

@@ -90,41 +90,39 @@ class TracedPoolMixin:
             conn._zl_tracer = self._zl_tracer
         return conn
 
-    def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+    def _zl_start(self, conn: Any, method: str, url: str, retries: Any) -> None:
         # One call per attempt: the exchange starts here, before any byte is sent (and before
         # an HTTPS connection is made, so a refused connection is an exchange too).
         tracer = self._zl_tracer
-        if tracer is not None:
-            try:
-                ex = next(exchange_ids)
-                group = logical.id
-                if _RETRIES_SEEN:
-                    retries = kwargs.get("retries")
-                    if group is None or retries is None or not retries.history:
-                        logical.id = group = ex
-                elif group == 0:
+        if tracer is None:
+            return
+        try:
+            ex = next(exchange_ids)
+            group = logical.id
+            if _RETRIES_SEEN:
+                if group is None or retries is None or not retries.history:
                     logical.id = group = ex
-                elif group is None:
-                    group = ex
-                prev = conn._zl_ex
-                conn._zl_ex = ex
-                conn._zl_sink = tracer
-                pool: Any = self
-                start = perf_counter_ns()
-                tracer._put(
-                    (START, ex, prev, group, start, pool.scheme, pool.host, pool.port, method, url)
-                )
-            except Exception as e:
-                capture_failed("pool.make_request", e)
+            elif group == 0:
+                logical.id = group = ex
+            elif group is None:
+                group = ex
+            prev = conn._zl_ex
+            conn._zl_ex = ex
+            conn._zl_sink = tracer
+            pool: Any = self
+            start = perf_counter_ns()
+            tracer._put(
+                (START, ex, prev, group, start, pool.scheme, pool.host, pool.port, method, url)
+            )
+        except Exception as e:
+            capture_failed("pool.make_request", e)
+
+    def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        self._zl_start(conn, method, url, kwargs.get("retries"))
         try:
             return super()._make_request(conn, method, url, *args, **kwargs)  # type: ignore[misc]
         except BaseException as exc:
-            sink = getattr(conn, "_zl_sink", None)
-            if sink is not None:
-                try:
-                    sink._put((ERROR, conn._zl_ex, exc, perf_counter_ns()))
-                except Exception as e:
-                    capture_failed("pool.make_request", e)
+            _request_failed(conn, exc)
             raise
 
     if not _RETRIES_SEEN:  # urllib3 1.26
@@ -135,6 +133,84 @@ class TracedPoolMixin:
                 return super().urlopen(*args, **kwargs)  # type: ignore[misc]
             finally:
                 leave_group(opened, saved)
+
+
+def _request_failed(conn: Any, exc: BaseException) -> None:
+    sink = getattr(conn, "_zl_sink", None)
+    if sink is not None:
+        try:
+            sink._put((ERROR, conn._zl_ex, exc, perf_counter_ns()))
+        except Exception as e:
+            capture_failed("pool.make_request", e)
+
+
+def _make_request_explicit(
+    self: Any,
+    conn: Any,
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: Any = None,
+    retries: Any = None,
+    timeout: Any = None,
+    chunked: bool = False,
+    response_conn: Any = None,
+    preload_content: bool = True,
+    decode_content: bool = True,
+    enforce_content_length: bool = True,
+) -> Any:
+    """``TracedPoolMixin._make_request`` for pools with urllib3 2.x's own signature.
+
+    The arguments are passed on by position: re-packing them through ``*args, **kwargs``
+    cost ~0.8 us per request (a 9-keyword call, 3.11: 354 ns forwarded by name and position,
+    1147 ns through ``*args, **kwargs``). The defaults are urllib3's own (set below).
+    """
+    self._zl_start(conn, method, url, retries)
+    try:
+        return super(TracedPoolMixin, self)._make_request(
+            conn,
+            method,
+            url,
+            body,
+            headers,
+            retries,
+            timeout,
+            chunked,
+            response_conn,
+            preload_content,
+            decode_content,
+            enforce_content_length,
+        )
+    except BaseException as exc:
+        _request_failed(conn, exc)
+        raise
+
+
+_STOCK_MAKE_REQUEST: Any = HTTPConnectionPool._make_request
+_EXPLICIT_PARAMS = tuple(inspect.signature(_make_request_explicit).parameters)
+
+
+def _has_stock_make_request(base: type[Any]) -> bool:
+    """Whether ``base._make_request`` takes exactly urllib3 2.x's parameters and defaults
+    (then its traced class forwards them by position)."""
+    fn = getattr(base, "_make_request", None)
+    if fn is _STOCK_MAKE_REQUEST:
+        return _STOCK_EXPLICIT
+    try:
+        params = tuple(inspect.signature(fn).parameters)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return (
+        _STOCK_EXPLICIT
+        and params == _EXPLICIT_PARAMS
+        and getattr(fn, "__defaults__", None) == _STOCK_MAKE_REQUEST.__defaults__
+    )
+
+
+# urllib3 1.26 (or a future signature): every traced pool takes the generic path.
+_STOCK_EXPLICIT = tuple(inspect.signature(_STOCK_MAKE_REQUEST).parameters) == _EXPLICIT_PARAMS
+if _STOCK_EXPLICIT:
+    _make_request_explicit.__defaults__ = _STOCK_MAKE_REQUEST.__defaults__
 
 
 class TracedManagerMixin:
@@ -198,12 +274,10 @@ def _subclass(
 
 def traced_pool_class(base: type[Any]) -> type[Any]:
     """The traced subclass of pool class ``base`` (cached)."""
-    return _subclass(
-        _pool_classes,
-        TracedPoolMixin,
-        base,
-        {"ConnectionCls": traced_connection_class(base.ConnectionCls)},
-    )
+    extra: dict[str, Any] = {"ConnectionCls": traced_connection_class(base.ConnectionCls)}
+    if _has_stock_make_request(base):
+        extra["_make_request"] = _make_request_explicit
+    return _subclass(_pool_classes, TracedPoolMixin, base, extra)
 
 
 # Pool __init__ parameters that are stored under another attribute name.
