@@ -22,15 +22,19 @@ How each hold is kept short:
    ``memoryview`` slices, never joins; bodies over ``INLINE_MAX`` go to the side file with
    ``os.writev``, which releases the GIL while the kernel copies. The largest hold left is
    encoding one line with an inline body of at most 4 KiB (~11 us measured).
+4. Memory stays within ``memory_pool_size``: above 90% in-flight bodies spill to the side file,
+   above 75% the queue is bounded and callers wait for this thread (policy in ``_budget.py``).
 
 Measured with ``python -m zltrace bench`` (2-core VM, CPython 3.11, urllib3 2.7; traced minus
-bare, interleaved on one loopback server; last run of the session): 1 KB bodies +6.7 us at
-p50; the writer persisted 326 MB/s of 256 KB bodies while the caller's p50 added latency
-stayed at +10.3 us; a 10-minute full-speed soak held RSS at +9.8 MB over the untraced run
-with 0 of 1.89 M exchanges lost. What this design does not yet achieve is the tail: a caller
-that needs the GIL during a slice waits for it, so 1 KB p99 is +144 us (bare-vs-bare noise
-floor p99: 43 us), and the worker costs ~55 us of CPU per 1 KB exchange in situ against
-~15 us replayed alone (the rest is GIL hand-offs). ``bench/README.md`` has the full table.
+bare, interleaved on one loopback server; commit 2604462): 1 KB bodies +5.9 us at p50; the
+writer persisted 342 MB/s of 256 KB bodies while the caller's p50 added latency stayed at
++4.2 us; a 10-minute full-speed soak (commit d8b268a) held RSS at +20.2 MB over the untraced
+run, flat, with 0 of 1.95 M exchanges lost. What this design does not achieve is the tail: a
+caller that needs the GIL during a slice waits for it, so 1 KB p99 is +152 us (bare-vs-bare
+noise floor p99: 51 us).
+Shorter slices do not help (15 us slices: same p99, +50% worker CPU), so the tail is the GIL
+hand-off itself, not the slice length. The worker costs ~63 us of CPU per 1 KB exchange in situ
+against ~15 us replayed alone. ``bench/README.md`` has the full table.
 """
 
 from __future__ import annotations
