@@ -32,6 +32,15 @@ Policy, in order (every step counted in ``stats()``):
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._assembler import Assembler
+    from ._writer import TraceWriter
+
+log = logging.getLogger("zltrace")
+
 HIGH = 0.90
 RESUME = 0.75
 LOW = 0.50
@@ -67,3 +76,23 @@ class Budget:
     def utilisation(self) -> float:
         """Held bytes over the budget (may exceed 1.0 briefly)."""
         return self.held / self.limit
+
+    def spill(self, asm: Assembler, writer: TraceWriter, target: int) -> None:
+        """Steps 1 and 3: move in-flight bodies to the side file down to ``target`` bytes; if
+        the side file cannot be written and the limit is passed, drop bytes (counted, logged)."""
+        self.trims += 1
+        try:
+            self.spilled_bytes += asm.spill(writer.spill, target)
+        except OSError as exc:
+            writer._failed("side file write (spill)", exc)
+            if asm.bytes_held > self.limit:
+                dropped = asm.drop_bodies(target)
+                self.dropped_bytes += dropped
+                log.critical(
+                    "zltrace: %d in-flight body bytes dropped: the memory budget (%d bytes) is "
+                    "full and the side file cannot be written (%s); %d dropped so far",
+                    dropped,
+                    self.limit,
+                    exc,
+                    self.dropped_bytes,
+                )

@@ -288,15 +288,7 @@ class Tracer:
                     self._budget.update(asm.bytes_held + self._writer.pending_bytes)
                     if asm.bytes_held > self._budget.high:
                         # Same policy as the worker's (see _budget.py), on this thread.
-                        self._budget.trims += 1
-                        try:
-                            self._budget.spilled_bytes += asm.spill(
-                                self._writer.spill, self._budget.low
-                            )
-                        except OSError as exc:
-                            self._writer._failed("side file write (spill)", exc)
-                            if asm.bytes_held > self._budget.limit:
-                                self._budget.dropped_bytes += asm.drop_bodies(self._budget.low)
+                        self._budget.spill(asm, self._writer, self._budget.low)
                     if out:
                         self._monitor.finished(out)
                         for f in out:

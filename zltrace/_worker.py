@@ -265,30 +265,13 @@ class Worker:
 
     def _relieve(self) -> None:
         """Above 90%: flush, then spill in-flight bodies to the side file (drop if impossible)."""
-        asm = self._asm
         budget = self.budget
-        budget.trims += 1
-        budget.update(asm.bytes_held + self._writer.pending_bytes)
+        budget.update(self._asm.bytes_held + self._writer.pending_bytes)
         # The spill below may block in write() for a long time (writeback throttling: 90 ms
         # measured with 1 GB in flight); callers must not fill the queue meanwhile.
         self._pressure()
         self._flush()
-        target = max(0, self._spill_at - (budget.high - budget.low))
-        try:
-            budget.spilled_bytes += asm.spill(self._writer.spill, target)
-        except OSError as exc:
-            self._writer._failed("side file write (spill)", exc)
-            if asm.bytes_held > budget.limit:
-                dropped = asm.drop_bodies(target)
-                budget.dropped_bytes += dropped
-                log.critical(
-                    "zltrace: %d in-flight body bytes dropped: the memory budget (%d bytes) is "
-                    "full and the side file cannot be written (%s); %d dropped so far",
-                    dropped,
-                    budget.limit,
-                    exc,
-                    budget.dropped_bytes,
-                )
+        budget.spill(self._asm, self._writer, max(0, self._spill_at - (budget.high - budget.low)))
 
     def _pressure(self, ending: bool = False) -> None:
         """Bound the queue while the budget is under pressure (step 2 of the policy)."""
