@@ -20,7 +20,7 @@ from ._state import default_tracer, reset_defaults
 from ._tracer import Tracer
 from ._tracestats import summarize
 from ._version import __version__
-from .config import DEFAULT_REDACT_HEADERS, Config
+from .config import DEFAULT_REDACT_HEADERS, DEFAULT_REDACT_QUERY, Config
 from .exceptions import (
     ConfigError,
     UnsupportedTargetError,
@@ -31,6 +31,7 @@ from .read import Exchange, Request, Response, SkippedLine, Timing, read
 
 __all__ = [
     "DEFAULT_REDACT_HEADERS",
+    "DEFAULT_REDACT_QUERY",
     "Alert",
     "Config",
     "ConfigError",

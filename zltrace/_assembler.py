@@ -471,7 +471,9 @@ class Assembler:
         head, rest = _split_head(ex.sent)
         complete = rest is not None
         # Most requests of a client repeat the same head: parse and encode each once.
-        key = (head, ex.scheme, ex.host, ex.port, complete)
+        # Without a request line on the wire the method and target come from the call itself,
+        # so they are part of the key too.
+        key = (head, ex.scheme, ex.host, ex.port, complete, ex.method, ex.target)
         parsed = self._heads.get(key)
         if parsed is None:
             parsed = self._parse_head(ex, head, complete)
@@ -516,8 +518,10 @@ class Assembler:
         chunked = "chunked" in lowered.get("transfer-encoding", "").lower()
         has_body = chunked or "content-length" in lowered
         secrets = [v for n, v in headers if v and self._redact.is_secret(n)]
+        url, in_query = self._redact.target(self._url(ex, target))
+        secrets += in_query
         fragment = (
-            f'{{"method":{_js(method)},"url":{_js(self._url(ex, target))},'
+            f'{{"method":{_js(method)},"url":{_js(url)},'
             f'"http_version":{_js(version)},"headers":{self._headers_json(headers)},'
             f'"complete":{"true" if complete else "false"}'
         )

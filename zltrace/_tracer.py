@@ -78,7 +78,9 @@ class Tracer:
             memory_limit=cfg.memory_pool_size,
         )
         wall0, perf0 = time.time_ns(), time.perf_counter_ns()
-        self._assembler = Assembler(self._run, wall0, perf0, Redactor(cfg.redact_headers))
+        self._assembler = Assembler(
+            self._run, wall0, perf0, Redactor(cfg.redact_headers, query=cfg.redact_query)
+        )
         self._budget = Budget(cfg.memory_pool_size)
         self._relief = threading.Event()
         self._relief.set()

@@ -22,7 +22,7 @@ import attrs
 
 from .exceptions import ConfigError, ZltraceWarning
 
-__all__ = ["DEFAULT_REDACT_HEADERS", "Config", "Setting", "resolve_env"]
+__all__ = ["DEFAULT_REDACT_HEADERS", "DEFAULT_REDACT_QUERY", "Config", "Setting", "resolve_env"]
 
 #: Header-name patterns (fnmatch style, case-insensitive) whose values never reach disk.
 DEFAULT_REDACT_HEADERS: tuple[str, ...] = (
@@ -34,6 +34,25 @@ DEFAULT_REDACT_HEADERS: tuple[str, ...] = (
     "*token*",
     "*secret*",
     "*api-key*",
+)
+
+#: Query-parameter name patterns (same rules) whose values never reach disk: ``?key=...`` as
+#: Google's APIs take it, OAuth tokens, pre-signed URLs (S3, GCS).
+DEFAULT_REDACT_QUERY: tuple[str, ...] = (
+    "key",
+    "*api_key*",
+    "*apikey*",
+    "*api-key*",
+    "*token*",
+    "*secret*",
+    "*password*",
+    "auth",
+    "sig",
+    "signature",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-goog-signature",
+    "x-goog-credential",
 )
 
 _MIB = 1024 * 1024
@@ -72,8 +91,7 @@ def _to_patterns(value: Any) -> Any:
 def _check_patterns(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, tuple) or not all(isinstance(p, str) and p for p in value):
         raise ConfigError(
-            f"Config.{attribute.name} must be a sequence of non-empty header-name patterns, "
-            f"got {value!r}"
+            f"Config.{attribute.name} must be a sequence of non-empty name patterns, got {value!r}"
         )
 
 
@@ -119,6 +137,11 @@ class Config:
     #: Header-name patterns (fnmatch, case-insensitive) whose values are replaced by a fingerprint.
     redact_headers: tuple[str, ...] = attrs.field(
         default=DEFAULT_REDACT_HEADERS, converter=_to_patterns, validator=_check_patterns
+    )
+    #: Query-parameter name patterns (fnmatch, case-insensitive) whose values are replaced by
+    #: a fingerprint in every URL written (and in error messages that quote them).
+    redact_query: tuple[str, ...] = attrs.field(
+        default=DEFAULT_REDACT_QUERY, converter=_to_patterns, validator=_check_patterns
     )
     #: Flush on SIGTERM/SIGINT (chained to the handlers already installed), main thread only.
     handle_signals: bool = attrs.field(default=True, validator=_check_bool)
@@ -206,9 +229,11 @@ def _parse_port(text: str) -> int | None:
     return _parse_int(text)
 
 
-def _parse_patterns(text: str) -> tuple[str, ...]:
+def _parse_patterns(
+    text: str, defaults: tuple[str, ...] = DEFAULT_REDACT_HEADERS
+) -> tuple[str, ...]:
     """``a,b,-cookie``: names are added to the defaults; a leading ``-`` removes a default."""
-    result = list(DEFAULT_REDACT_HEADERS)
+    result = list(defaults)
     for raw in text.split(","):
         item = raw.strip().lower()
         if not item:
@@ -221,6 +246,10 @@ def _parse_patterns(text: str) -> tuple[str, ...]:
         elif item not in result:
             result.append(item)
     return tuple(result)
+
+
+def _parse_query_patterns(text: str) -> tuple[str, ...]:
+    return _parse_patterns(text, DEFAULT_REDACT_QUERY)
 
 
 _ALIAS = "CLAUDE_TRACE_ZERO_LATENCY"
@@ -260,6 +289,12 @@ _ENV: dict[str, tuple[str, str | None, Callable[[str], Any], str]] = {
         None,
         _parse_patterns,
         "comma-separated header names or patterns; -name removes a default",
+    ),
+    "redact_query": (
+        "ZLTRACE_REDACT_QUERY",
+        None,
+        _parse_query_patterns,
+        "comma-separated query-parameter names or patterns; -name removes a default",
     ),
     "handle_signals": ("ZLTRACE_HANDLE_SIGNALS", None, _parse_bool, "a boolean"),
     "write_retries": ("ZLTRACE_WRITE_RETRIES", None, _parse_int, "an integer from 0 to 100"),
