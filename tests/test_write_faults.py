@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,47 @@ def test_read_only_filesystem_then_writable(tmpfs: Path, server: ScriptedServer)
     assert t.close(timeout=10)
     assert t.stats()["records_lost"] == 0
     assert sorted(ids_on_disk(trace_dir), key=int) == [str(i) for i in range(12)]
+
+
+@pytest.mark.parametrize("mode", ["zero-latency", "standard"])
+def test_backoff_backlog_over_half_the_budget_is_dead_lettered_at_once(
+    trace_dir: Path, server: ScriptedServer, mode: str
+) -> None:
+    """A long backoff does not let lines pile up past half the budget: they go to the
+    dead-letter file without waiting for the retries, no caller is throttled and no body is
+    spilled or dropped; once writes work, every exchange lands once."""
+
+    class MainOnly(Faults):
+        def __call__(self, path: str, flags: int, mode: int = 0o777) -> int:
+            if path.endswith(".deadletter.jsonl"):
+                return os.open(path, flags, mode)
+            return super().__call__(path, flags, mode)
+
+    opener = MainOnly()
+    opener.full = {".jsonl"}
+    budget = 256 * 1024
+    t = make_tracer(
+        trace_dir,
+        opener,
+        write_retries=100,
+        retry_backoff_ms=60_000,  # no retry during the test
+        memory_pool_size=budget,
+        buffer_size=10,
+        zero_latency=mode == "zero-latency",
+    )
+    traffic(t, server, 300)  # ~1.5 KB lines: ~440 KB, well over half the budget
+    deadline = time.monotonic() + 10
+    s = t.stats()
+    while s["dead_lettered_records"] < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)  # no flush() here: that would force a retry
+        s = t.stats()
+    # Diverted by the budget (each diversion resets the attempts), not by exhausted retries.
+    assert s["dead_lettered_records"] >= 200, s
+    assert s["write_retries"] <= s["dead_lettered_batches"] + 1, s
+    assert s["memory_held_peak"] <= budget, s
+    assert (s["budget_throttles"], s["budget_spilled_bytes"], s["body_bytes_dropped"]) == (0, 0, 0)
+    assert s["records_lost"] == 0
+    opener.full.clear()
+    assert t.close(timeout=10)
+    assert t.stats()["records_lost"] == 0
+    assert sorted(ids_on_disk(Path(t.path)), key=int) == [str(i) for i in range(300)]

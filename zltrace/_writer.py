@@ -25,9 +25,12 @@ record is dropped while there is anywhere to keep it:
    (``ftruncate``) to the last whole line, so a retry never glues a torn line to a good one.
 2. After ``write_retries`` failed attempts the batch goes to the dead-letter file
    ``<stem>.deadletter.jsonl`` beside the trace (same format, so ``zltrace.read`` of the
-   directory sees it) and later batches try the normal path again.
+   directory sees it) and later batches try the normal path again. So do the lines waiting
+   out a backoff as soon as they exceed half of ``memory_limit``: waiting on would make the
+   memory budget throttle the callers or spill their bodies to the disk that is failing.
 3. If the dead-letter file cannot be written either, the lines stay in memory ("memory"
-   mode), up to ``memory_limit`` bytes; beyond that the oldest are dropped, counted in
+   mode; new lines join them at half the budget, without another dead-letter attempt),
+   up to ``memory_limit`` bytes; beyond that the oldest are dropped, counted in
    ``records_lost`` and logged -- the one place where records can be lost.
 4. After two batches in a row had to be dead-lettered the writer writes each line on its own
    ("immediate" mode, the spec's fallback): a failure then keeps only the lines not yet
@@ -307,13 +310,20 @@ class TraceWriter:
                 self._redrive()
             return not self._held
         if not force and self._clock() < self.retry_at:
+            if self.pending_bytes > self.memory_limit // 2:
+                # Backing off while the lines waiting outgrow half the budget: waiting on
+                # would throttle the callers or spill their bodies to a disk that is failing.
+                if self.mode == "memory":
+                    self._hold()  # the dead-letter file failed already: keep within budget
+                else:
+                    self._dead_letter()
             return False
         try:
             self._write_lines(lines)
         except OSError as exc:
             self._failed("trace write", exc)
             self._attempts += 1
-            if self._attempts > self._retries:
+            if self._attempts > self._retries or self.pending_bytes > self.memory_limit // 2:
                 self._dead_letter()
             else:
                 self.retries += 1
@@ -389,10 +399,8 @@ class TraceWriter:
                 os.close(fd)
         except OSError as exc:
             self._failed("dead-letter write", exc)
-            self._held.extend(lines)
-            lines.clear()
             self._set_mode("memory", "neither the trace nor the dead-letter file can be written")
-            self._trim_held()
+            self._hold()
             return
         self.dead_lettered_batches += 1
         self.dead_lettered_records += len(lines)
@@ -401,6 +409,12 @@ class TraceWriter:
         lines.clear()
         if self._dead_streak >= DEGRADE_AFTER and self.mode == "batched":
             self._set_mode("immediate", "batched writes keep failing; writing record by record")
+
+    def _hold(self) -> None:
+        """Memory mode: the buffered lines join those held until a write works again."""
+        self._held.extend(self._lines)
+        self._lines.clear()
+        self._trim_held()
 
     def _trim_held(self) -> None:
         """Keep the lines held in memory within ``memory_limit``: drop (and count) the oldest."""
