@@ -474,7 +474,7 @@ class TraceWriter:
         finally:
             os.close(fd)
         # Every line is in the trace now. A crash between the copy and the unlink leaves the
-        # lines in both files: read back, they are the same ids twice, never lost records.
+        # lines in both files; ``zltrace.read`` yields each of those ids once.
         try:
             os.unlink(self.dead_path)
         except OSError:

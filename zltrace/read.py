@@ -160,11 +160,21 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
+DEAD_LETTER = ".deadletter.jsonl"
+
+
 def trace_files(path: PathLike) -> list[str]:
-    """The trace files at ``path``: the file itself, or a directory's ``*.jsonl`` by name."""
+    """The trace files at ``path``: a directory's ``*.jsonl`` by name, or the file itself --
+    after its dead-letter file (``<stem>.deadletter.jsonl``, written while the trace could not
+    be) when there is one."""
     p = os.fspath(path)
     if os.path.isdir(p):
         return sorted(os.path.join(p, n) for n in os.listdir(p) if n.endswith(".jsonl"))
+    if p.endswith(".jsonl") and not p.endswith(DEAD_LETTER):
+        dead = p[: -len(".jsonl")] + DEAD_LETTER
+        if os.path.exists(dead):
+            # The trace itself may never have been created (its writes failed from the start).
+            return [dead, p] if os.path.exists(p) else [dead]
     return [p]
 
 
@@ -183,9 +193,23 @@ def read(path: PathLike, *, skipped: list[SkippedLine] | None = None) -> Iterato
     Each unusable line (torn by a crash, not JSON, a future format version, a side file that
     is missing) is skipped with a :class:`ZltraceWarning` naming file and line, and appended
     to ``skipped`` when it is given, so callers can count them.
+
+    A trace file is read with its dead-letter file, and an exchange found in both (a process
+    that died between copying the dead-letter file back into the trace and removing it) is
+    yielded once: every exchange once, whatever the writer was doing when it stopped.
     """
+    dead_ids: dict[str, set[str]] = {}  # trace stem -> ids already read from its dead letters
     for file in trace_files(path):
-        yield from _read_file(file, skipped)
+        if file.endswith(DEAD_LETTER):
+            ids = dead_ids.setdefault(file[: -len(DEAD_LETTER)], set())
+            for ex in _read_file(file, skipped):
+                ids.add(ex.id)
+                yield ex
+            continue
+        seen = dead_ids.get(file[: -len(".jsonl")])
+        for ex in _read_file(file, skipped):
+            if not seen or ex.id not in seen:
+                yield ex
 
 
 class _SideFiles:
