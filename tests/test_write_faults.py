@@ -302,9 +302,9 @@ def test_backoff_backlog_over_half_the_budget_is_dead_lettered_at_once(
     while s["dead_lettered_records"] < 200 and time.monotonic() < deadline:
         time.sleep(0.01)  # no flush() here: that would force a retry
         s = t.stats()
-    # Diverted by the budget (each diversion resets the attempts), not by exhausted retries.
+    # Diverted by the budget while the first backoff (60 s) went on: one failed write, no more.
     assert s["dead_lettered_records"] >= 200, s
-    assert s["write_retries"] <= s["dead_lettered_batches"] + 1, s
+    assert s["write_retries"] == 1, s
     assert s["memory_held_peak"] <= budget, s
     assert (s["budget_throttles"], s["budget_spilled_bytes"], s["body_bytes_dropped"]) == (0, 0, 0)
     assert s["records_lost"] == 0
@@ -312,3 +312,41 @@ def test_backoff_backlog_over_half_the_budget_is_dead_lettered_at_once(
     assert t.close(timeout=10)
     assert t.stats()["records_lost"] == 0
     assert sorted(ids_on_disk(Path(t.path)), key=int) == [str(i) for i in range(300)]
+
+
+def test_backoff_backlog_in_memory_mode_is_held_without_new_dead_letter_attempts(
+    trace_dir: Path, server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Trace and dead-letter file both failing, a long backoff: lines are held within the
+    budget (the oldest dropped and counted), the dead-letter file is tried once, not at every
+    flush; what was held lands once writes work."""
+    faults = Faults()
+    faults.full = {".jsonl"}
+    budget = 256 * 1024
+    t = make_tracer(
+        trace_dir,
+        faults,
+        write_retries=100,
+        retry_backoff_ms=60_000,
+        memory_pool_size=budget,
+        buffer_size=10,
+    )
+    traffic(t, server, 300)
+    deadline = time.monotonic() + 10
+    s = t.stats()
+    while s["records_lost"] + s["records_pending"] < 300 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        s = t.stats()
+    assert s["writer_mode"] == "memory", s
+    assert s["write_retries"] == 1, s
+    assert sum(p.endswith(".deadletter.jsonl") for p in faults.opens) == 1
+    assert 0 < s["records_lost"] < 300, s
+    lost = s["records_lost"]
+    # Dropped many times over, one flush after another, but logged once (with its count):
+    drops = [r for r in caplog.records if "records dropped" in r.getMessage()]
+    assert len(drops) == 1 and drops[0].levelname == "CRITICAL"
+    faults.full.clear()
+    assert not t.close(timeout=10)  # False: not everything was written (some were dropped)
+    got = ids_on_disk(Path(t.path))
+    assert len(got) == len(set(got)) == 300 - lost
+    assert t.stats()["records_lost"] == lost

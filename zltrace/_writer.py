@@ -26,11 +26,14 @@ record is dropped while there is anywhere to keep it:
 2. After ``write_retries`` failed attempts the batch goes to the dead-letter file
    ``<stem>.deadletter.jsonl`` beside the trace (same format, so ``zltrace.read`` of the
    directory sees it) and later batches try the normal path again. So do the lines waiting
-   out a backoff as soon as they exceed half of ``memory_limit``: waiting on would make the
-   memory budget throttle the callers or spill their bodies to the disk that is failing.
+   out a backoff as soon as they exceed half of ``memory_limit`` (the backoff goes on):
+   waiting with them would make the memory budget throttle the callers or spill their
+   bodies to the disk that is failing.
 3. If the dead-letter file cannot be written either, the lines stay in memory ("memory"
-   mode; new lines join them at half the budget, without another dead-letter attempt),
-   up to ``memory_limit`` bytes; beyond that the oldest are dropped, counted in
+   mode; during a backoff new lines join them without another dead-letter attempt; one is
+   made each time the retries run out), up to ``memory_limit`` bytes -- which leaves in-flight
+   bodies only what the budget has left, so they may be spilled or dropped (see
+   ``_budget.py``); beyond that the oldest lines are dropped, counted in
    ``records_lost`` and logged -- the one place where records can be lost.
 4. After two batches in a row had to be dead-lettered the writer writes each line on its own
    ("immediate" mode, the spec's fallback): a failure then keeps only the lines not yet
@@ -73,6 +76,8 @@ INLINE_MAX = 4 * 1024
 INLINE_READS = 256
 _IOV_MAX = 1024
 MAX_BACKOFF_NS = 5_000_000_000
+#: Records dropped in memory mode are logged at most this often (with the count since).
+LOSS_LOG_NS = 10_000_000_000
 #: Consecutive dead-lettered batches after which lines are written one at a time.
 DEGRADE_AFTER = 2
 _COPY_BLOCK = 1 << 20
@@ -124,6 +129,8 @@ class TraceWriter:
         self._retries = retries
         self._backoff_ns = backoff_ms * 1_000_000
         self.memory_limit = memory_limit
+        self._loss_log_at = 0  # clock time before which drops are counted, not logged
+        self._unlogged_losses = 0
         self._fd: int | None = None
         self._size = 0  # where the last whole line of the trace file ends
         self._torn = False  # a failed append left part of a line that could not be cut
@@ -311,24 +318,21 @@ class TraceWriter:
             return not self._held
         if not force and self._clock() < self.retry_at:
             if self.pending_bytes > self.memory_limit // 2:
-                # Backing off while the lines waiting outgrow half the budget: waiting on
-                # would throttle the callers or spill their bodies to a disk that is failing.
-                if self.mode == "memory":
-                    self._hold()  # the dead-letter file failed already: keep within budget
-                else:
-                    self._dead_letter()
+                self._divert()
             return False
         try:
             self._write_lines(lines)
         except OSError as exc:
             self._failed("trace write", exc)
             self._attempts += 1
-            if self._attempts > self._retries or self.pending_bytes > self.memory_limit // 2:
+            if self._attempts > self._retries:
                 self._dead_letter()
             else:
                 self.retries += 1
                 delay = min(self._backoff_ns << (self._attempts - 1), MAX_BACKOFF_NS)
                 self.retry_at = self._clock() + int(delay * (0.75 + random.random() / 2))
+                if self.pending_bytes > self.memory_limit // 2:
+                    self._divert()
             return False
         self._attempts = 0
         self.retry_at = 0
@@ -410,6 +414,18 @@ class TraceWriter:
         if self._dead_streak >= DEGRADE_AFTER and self.mode == "batched":
             self._set_mode("immediate", "batched writes keep failing; writing record by record")
 
+    def _divert(self) -> None:
+        """Backing off with more than half the budget waiting: waiting on with it would make
+        the budget throttle the callers or spill their bodies to the disk that is failing. The
+        lines go to the dead-letter file now (in memory mode, where that failed already, they
+        join the held lines without another attempt); the backoff itself goes on."""
+        attempts, retry_at = self._attempts, self.retry_at
+        if self.mode == "memory":
+            self._hold()
+        else:
+            self._dead_letter()
+        self._attempts, self.retry_at = attempts, retry_at
+
     def _hold(self) -> None:
         """Memory mode: the buffered lines join those held until a write works again."""
         self._held.extend(self._lines)
@@ -426,14 +442,19 @@ class TraceWriter:
         if drop:
             del held[:drop]
             self.records_lost += drop
-            log.critical(
-                "zltrace: %d records dropped: the disk is unwritable (%s) and the memory "
-                "budget (%d bytes) is full (%d lost so far)",
-                drop,
-                self.last_error,
-                self.memory_limit,
-                self.records_lost,
-            )
+            self._unlogged_losses += drop
+            now = self._clock()
+            if now >= self._loss_log_at:  # at most one line per LOSS_LOG_NS, with the count
+                self._loss_log_at = now + LOSS_LOG_NS
+                log.critical(
+                    "zltrace: %d records dropped: the disk is unwritable (%s) and the memory "
+                    "budget (%d bytes) is full (%d lost so far)",
+                    self._unlogged_losses,
+                    self.last_error,
+                    self.memory_limit,
+                    self.records_lost,
+                )
+                self._unlogged_losses = 0
 
     def _redrive(self) -> None:
         """Copy what the dead-letter file and memory hold into the trace, now that it works."""
@@ -528,6 +549,14 @@ class TraceWriter:
         """
         if not self.flush(force=True) and self._lines:
             self._dead_letter()
+        if self._unlogged_losses:
+            log.critical(
+                "zltrace: %d more records were dropped while the disk was unwritable "
+                "(%d lost in all)",
+                self._unlogged_losses,
+                self.records_lost,
+            )
+            self._unlogged_losses = 0
         if self._held:
             self.records_lost += len(self._held)
             log.error(
