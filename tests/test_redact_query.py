@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,9 +76,59 @@ def test_same_value_in_header_and_query_shows_the_same_digest(tracer: zltrace.Tr
     t.close()
 
 
-def test_refused_request_url_redacted_in_url_and_error(tmp_path: Path) -> None:
-    """Nothing was sent: the URL comes from the call, and urllib3's error message, which quotes
-    it, is scrubbed too."""
+def test_redirect_location_to_a_presigned_url_is_redacted(tmp_path: Path) -> None:
+    """A response header holding a URL (``Location``) has its query redacted like a request's."""
+    d = tmp_path / "t"
+    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
+    location = (
+        "https://bucket.s3.example/obj?X-Amz-Credential=AKIA-SECRET-cred&X-Amz-Expires=60"
+        "&X-Amz-Signature=SECRET-sig#access_token=SECRET-frag"
+    )
+    with ScriptedServer([response(302, b"", [("Location", location)])]) as srv:
+        pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port), tracer=t)
+        r = pool.request("GET", "/download", redirect=False)
+        assert r.status == 302 and r.headers["Location"] == location  # the app sees it all
+        pool.close()
+    (ex,) = records(t)
+    assert ex.response is not None
+    got = ex.response.header("Location")
+    assert got is not None
+    assert TOKEN.sub("T", got) == (
+        "https://bucket.s3.example/obj?X-Amz-Credential=T&X-Amz-Expires=60"
+        "&X-Amz-Signature=T#access_token=T"
+    )
+    t.close()
+    assert b"SECRET" not in _all_bytes(d)
+
+
+def test_error_message_quoting_the_url_is_scrubbed_with_the_urls_digits(tmp_path: Path) -> None:
+    """An exception raised while the request is sent (here by the app's own body generator)
+    whose message quotes the secret, raw or percent-decoded, is written with the same
+    ``sha256`` digits as the URL."""
+    d = tmp_path / "t"
+    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
+
+    def body() -> Iterator[bytes]:
+        yield b"part one"
+        raise ValueError("upload to /up?sig=SECRET%2Bsig failed (sig SECRET+sig)")
+
+    with ScriptedServer([response(200, b"ok")]) as srv:
+        pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False), tracer=t)
+        with pytest.raises(ValueError, match="SECRET"):  # the app's exception is untouched
+            pool.urlopen("POST", "/up?sig=SECRET%2Bsig", body=body(), chunked=True)
+        pool.close()
+    (ex,) = records(t)
+    assert ex.error is not None
+    m = TOKEN.search(ex.request.url)
+    assert m is not None
+    assert "SECRET" not in ex.error.message
+    assert ex.error.message.count(f"<redacted sha256:{m.group(1)}>") == 2, ex.error.message
+    t.close()
+    assert b"SECRET" not in _all_bytes(d)
+
+
+def test_refused_request_url_redacted(tmp_path: Path) -> None:
+    """Nothing was sent: the URL comes from the call, and is redacted all the same."""
     d = tmp_path / "t"
     t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
     port = _free_port()
@@ -148,7 +199,12 @@ def test_config_rejects_bad_query_patterns() -> None:
         ("/p?key=", "/p?key="),
         ("/p?KEY=s3cr3t#frag", "/p?KEY=T#frag"),
         ("http://h/p?sig=x&sig=y", "http://h/p?sig=T&sig=T"),
-        ("/p?my_api_key=x;y", "/p?my_api_key=T"),
+        ("/p?my_api_key=x;y", "/p?my_api_key=T;y"),
+        ("/p?a=1;token=s", "/p?a=1;token=T"),
+        ("/p;key=x/q?a=1", "/p;key=x/q?a=1"),  # the path is never touched
+        ("/cb#access_token=abc&state=1", "/cb#access_token=T&state=1"),
+        ("/p?next=/x?key=abc", "/p?next=/x?key=T"),
+        ("/p?a=1&amp;key=s", "/p?a=1&amp;key=T"),
         ("/p?max_tokens=5", "/p?max_tokens=T"),  # *token*: conservative by default
     ],
 )

@@ -241,8 +241,8 @@ class Assembler:
         self._wall0 = wall0_ns
         self._perf0 = perf0_ns
         self._redact = redactor
-        self._secrets: list[str] = []
-        self._heads: dict[tuple[Any, ...], tuple[str, bool, bool, list[str]]] = {}
+        self._secrets: list[tuple[str, str]] = []
+        self._heads: dict[tuple[Any, ...], tuple[str, bool, bool, list[tuple[str, str]]]] = {}
         self.bytes_held = 0
         self.data_bytes = 0  # response bytes seen in all (for the queue's byte estimate)
 
@@ -451,11 +451,12 @@ class Assembler:
 
     def _headers_json(self, pairs: Iterable[tuple[str, str]]) -> str:
         redact = self._redact
+        kind, fp, url = redact.kind, redact.fingerprint, redact.target
         return (
             "["
             + ",".join(
                 [
-                    f"[{_js(n)},{_js(redact.fingerprint(v) if redact.is_secret(n) else v)}]"
+                    f"[{_js(n)},{_js(v if not (k := kind(n)) else fp(v) if k == 1 else url(v)[0])}]"
                     for n, v in pairs
                 ]
             )
@@ -495,7 +496,7 @@ class Assembler:
 
     def _parse_head(
         self, ex: _Open, head: bytes, complete: bool
-    ) -> tuple[str, bool, bool, list[str]]:
+    ) -> tuple[str, bool, bool, list[tuple[str, str]]]:
         lines = head.split(b"\r\n")
         parts = lines[0].decode("latin-1").split(" ", 2) if lines and lines[0] else []
         # Before the header block is complete http.client has sent nothing: fall back to what
@@ -517,7 +518,7 @@ class Assembler:
         lowered = {n.lower(): v for n, v in headers}
         chunked = "chunked" in lowered.get("transfer-encoding", "").lower()
         has_body = chunked or "content-length" in lowered
-        secrets = [v for n, v in headers if v and self._redact.is_secret(n)]
+        secrets = [(v, v) for n, v in headers if v and self._redact.is_secret(n)]
         url, in_query = self._redact.target(self._url(ex, target))
         secrets += in_query
         fragment = (
@@ -529,11 +530,11 @@ class Assembler:
 
     def _scrub(self, message: str) -> str:
         """Keep credentials out of error messages (http.client quotes bad header values)."""
-        for value in self._secrets:
+        for value, key in self._secrets:
             quoted = repr(value.encode("latin-1", "replace"))[2:-1]
             for form in (value, repr(value)[1:-1], quoted):
                 if form:
-                    message = message.replace(form, self._redact.fingerprint(value))
+                    message = message.replace(form, self._redact.fingerprint(key))
         return _HEADER_ERROR.sub(r"\1 <redacted>", message)
 
     @staticmethod

@@ -2,9 +2,10 @@
 
 The HAR document is one JSON object, but nothing here builds it whole: the head of ``log``
 is written, then each exchange's entry as it is read, then the closing brackets, so a trace
-of any size exports in the memory of its largest single exchange. Entries stay in trace order
-(the order exchanges finished); HAR readers must sort by ``startedDateTime`` themselves, which
-the spec asks of them anyway.
+of any size exports in the memory of its largest single exchange. Entries stay in the order
+:func:`zltrace.read` yields them (the order exchanges finished, file by file, a trace's
+dead-letter file first); HAR readers must sort by ``startedDateTime`` themselves, which the
+spec asks of them anyway.
 
 Mapping decisions (the spec: ahmadnassri/har-spec ``versions/1.2.md``):
 

@@ -22,6 +22,13 @@ def _matcher(patterns: Sequence[str]) -> re.Pattern[str]:
     return re.compile("|".join(fnmatch.translate(p.lower()) for p in patterns) or r"(?!)")
 
 
+SECRET, URL = 1, 2
+
+#: Headers whose value is a URL: its query is redacted like the request's (a redirect to a
+#: pre-signed URL, an OAuth callback with ``#access_token=``).
+_URL_HEADERS = frozenset({"location", "content-location", "referer"})
+
+
 class Redactor:
     """Replaces the values of headers (and query parameters) whose names match the patterns."""
 
@@ -31,14 +38,20 @@ class Redactor:
         self._match = _matcher(patterns).match
         self._query = _matcher(query).match
         self._key = key if key is not None else os.urandom(16)
-        self._names: dict[str, bool] = {}
+        self._names: dict[str, int] = {}
         self._seen: dict[str, str] = {}
 
     def is_secret(self, name: str) -> bool:
         """Whether a header of this name is redacted."""
+        return self.kind(name) == SECRET
+
+    def kind(self, name: str) -> int:
+        """How a header's value is written: as is (0), ``SECRET`` (a fingerprint) or ``URL``
+        (its query redacted with :meth:`target`)."""
         hit = self._names.get(name)
         if hit is None:
-            hit = self._match(name.strip().lower()) is not None
+            low = name.strip().lower()
+            hit = SECRET if self._match(low) is not None else URL if low in _URL_HEADERS else 0
             if len(self._names) < 4096:
                 self._names[name] = hit
         return hit
@@ -56,26 +69,34 @@ class Redactor:
         """The replacement for a secret value."""
         return f"<redacted sha256:{self._digest(value)}>"
 
-    def target(self, target: str) -> tuple[str, list[str]]:
-        """``target`` (a request target or URL) with secret query values replaced; and the
-        values replaced, raw and percent-decoded, for scrubbing error messages."""
-        path, sep, rest = target.partition("?")
-        if not sep:
+    def target(self, target: str) -> tuple[str, list[tuple[str, str]]]:
+        """``target`` (a request target or URL) with the values of secret parameters in its
+        query and fragment (``#access_token=`` of OAuth redirects) replaced; and, for
+        scrubbing error messages, each replaced value as written and as decoded, paired with
+        the decoded value whose digest replaces it (so the digits match the URL's)."""
+        start = _PARAMS.search(target)
+        if start is None:
             return target, []
-        query, hash_, fragment = rest.partition("#")
-        items = query.split("&")
-        secrets: list[str] = []
-        for i, item in enumerate(items):
-            name, eq, value = item.partition("=")
+        secrets: list[tuple[str, str]] = []
+        parts = _PARAM_SPLIT.split(target[start.start() :])
+        for i in range(1, len(parts), 2):  # the text after each ? # & ;
+            name, eq, value = parts[i + 1].partition("=")
             if not (eq and value):
                 continue
             if self._query(unquote_plus(name, errors="surrogateescape").strip().lower()) is None:
                 continue
             decoded = unquote_plus(value, errors="surrogateescape")
-            secrets.append(value)
+            secrets.append((value, decoded))
             if decoded != value:
-                secrets.append(decoded)
-            items[i] = f"{name}=redacted-sha256-{self._digest(decoded)}"
+                secrets.append((decoded, decoded))
+            parts[i + 1] = f"{name}=redacted-sha256-{self._digest(decoded)}"
         if not secrets:
             return target, []
-        return f"{path}?{'&'.join(items)}{hash_}{fragment}", secrets
+        return target[: start.start()] + "".join(parts), secrets
+
+
+# Where the parameters start (the path before is never touched), and their separators, kept
+# by the split: ["", sep, param, sep, param, ...]. ``;`` counts as one, as some servers treat
+# it; a stray ``?`` inside the query too (splitting too much only redacts more).
+_PARAMS = re.compile(r"[?#]")
+_PARAM_SPLIT = re.compile(r"([?#&;])")

@@ -202,9 +202,12 @@ def read(path: PathLike, *, skipped: list[SkippedLine] | None = None) -> Iterato
     for file in trace_files(path):
         if file.endswith(DEAD_LETTER):
             ids = dead_ids.setdefault(file[: -len(DEAD_LETTER)], set())
-            for ex in _read_file(file, skipped):
-                ids.add(ex.id)
-                yield ex
+            try:
+                for ex in _read_file(file, skipped):
+                    ids.add(ex.id)
+                    yield ex
+            except FileNotFoundError:
+                pass  # re-driven and removed since it was listed: its lines are in the trace
             continue
         seen = dead_ids.get(file[: -len(".jsonl")])
         for ex in _read_file(file, skipped):
