@@ -30,15 +30,16 @@ How each hold is kept short:
    above 75% the queue is bounded and callers wait for this thread (policy in ``_budget.py``).
 
 Measured with ``python -m zltrace bench`` (2-core VM, CPython 3.11, urllib3 2.7; traced minus
-bare, interleaved on one loopback server; commit 2604462): 1 KB bodies +5.9 us at p50; the
-writer persisted 342 MB/s of 256 KB bodies while the caller's p50 added latency stayed at
-+4.2 us; a 10-minute full-speed soak (commit d8b268a) held RSS at +20.2 MB over the untraced
-run, flat, with 0 of 1.95 M exchanges lost. What this design does not achieve is the tail: a
-caller that needs the GIL during a slice waits for it, so 1 KB p99 is +152 us (bare-vs-bare
-noise floor p99: 51 us).
-Shorter slices do not help (15 us slices: same p99, +50% worker CPU), so the tail is the GIL
-hand-off itself, not the slice length. The worker costs ~63 us of CPU per 1 KB exchange in situ
-against ~15 us replayed alone. ``bench/README.md`` has the full table.
+bare, interleaved on one loopback server; commit 987526f): 1 KB bodies +6.1 us at p50; the
+writer persisted 333 MB/s of 256 KB bodies while the caller's p50 added latency stayed at
++11.8 us; a 10-minute full-speed soak (commit dcea088) held RSS at +20.6 MB over the untraced
+run, flat, with 0 of 1.96 M exchanges lost. What this design does not achieve is the tail: a
+caller that finds the GIL held by this thread waits on a condition variable and must be woken,
+which on this VM costs about as much as the whole bare-vs-bare p99 (40-110 us); with the GIL
+held 5-7% of the time, 5-7% of requests pay it, so 1 KB p99 is +165 us. Shorter slices do not
+help (15 us: same p99, +50% worker CPU; none at all: worse p99). The worker costs ~52 us of CPU
+per 1 KB exchange in a traced-only loop, ~15 us replayed alone; the difference is thread
+switching. ``bench/README.md`` has the full table and the analysis.
 """
 
 from __future__ import annotations
