@@ -36,8 +36,10 @@ writer persisted 333 MB/s of 256 KB bodies while the caller's p50 added latency 
 run, flat, with 0 of 1.96 M exchanges lost. What this design does not achieve is the tail: a
 caller that finds the GIL held by this thread waits on a condition variable and must be woken,
 which on this VM costs about as much as the whole bare-vs-bare p99 (40-110 us); with the GIL
-held 5-7% of the time, 5-7% of requests pay it, so 1 KB p99 is +165 us. Shorter slices do not
-help (15 us: same p99, +50% worker CPU; none at all: worse p99). The worker costs ~52 us of CPU
+held 5-7% of the time, 5-7% of requests pay it: the 1 KB p95 is 80-150 us (42-48 us with a
+worker that does nothing, ``bench/worker_variants.py``), the p99 +165 us (90-100 us with no
+worker work at all: capture itself and this VM's noise). Shorter slices do not help (15 us:
+same p99, +50% worker CPU; none at all: worse p99). The worker costs ~52 us of CPU
 per 1 KB exchange in a traced-only loop, ~15 us replayed alone; the difference is thread
 switching. ``bench/README.md`` has the full table and the analysis.
 """
