@@ -40,6 +40,15 @@ class Faults:
         return os.open(path, flags, mode)
 
 
+class MainOnly(Faults):
+    """Faults that spare the dead-letter file: only the trace itself is broken."""
+
+    def __call__(self, path: str, flags: int, mode: int = 0o777) -> int:
+        if path.endswith(".deadletter.jsonl"):
+            return os.open(path, flags, mode)
+        return super().__call__(path, flags, mode)
+
+
 def traffic(tracer: zltrace.Tracer, srv: ScriptedServer, n: int) -> None:
     """Send ``n`` requests through a pool traced by ``tracer``, reading every body."""
     pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
@@ -108,12 +117,6 @@ def test_full_disk_then_recovery_loses_nothing(
 
 def test_dead_letter_then_redrive(trace_dir: Path, server: ScriptedServer) -> None:
     """A trace file that keeps failing: batches go to the dead-letter file, and come back."""
-
-    class MainOnly(Faults):
-        def __call__(self, path: str, flags: int, mode: int = 0o777) -> int:
-            if path.endswith(".deadletter.jsonl"):
-                return os.open(path, flags, mode)
-            return super().__call__(path, flags, mode)
 
     opener = MainOnly()
     opener.full = {".jsonl"}
@@ -277,12 +280,6 @@ def test_backoff_backlog_over_half_the_budget_is_dead_lettered_at_once(
     """A long backoff does not let lines pile up past half the budget: they go to the
     dead-letter file without waiting for the retries, no caller is throttled and no body is
     spilled or dropped; once writes work, every exchange lands once."""
-
-    class MainOnly(Faults):
-        def __call__(self, path: str, flags: int, mode: int = 0o777) -> int:
-            if path.endswith(".deadletter.jsonl"):
-                return os.open(path, flags, mode)
-            return super().__call__(path, flags, mode)
 
     opener = MainOnly()
     opener.full = {".jsonl"}
