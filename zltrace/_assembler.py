@@ -23,6 +23,7 @@ from typing import Any, Callable, Union
 
 from ._events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
 from ._json import js as _js
+from ._redact import SECRET as S
 from ._redact import Redactor
 
 Buffer = Union[bytes, memoryview]
@@ -452,11 +453,12 @@ class Assembler:
     def _headers_json(self, pairs: Iterable[tuple[str, str]]) -> str:
         redact = self._redact
         kind, fp, url = redact.kind, redact.fingerprint, redact.target
+        # Plain (0), SECRET (a fingerprint) or a URL (its query redacted), by name, cached.
         return (
             "["
             + ",".join(
                 [
-                    f"[{_js(n)},{_js(v if not (k := kind(n)) else fp(v) if k == 1 else url(v)[0])}]"
+                    f"[{_js(n)},{_js(v if not (k := kind(n)) else fp(v) if k == S else url(v)[0])}]"
                     for n, v in pairs
                 ]
             )
