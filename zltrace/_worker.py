@@ -18,7 +18,7 @@ How each hold is kept short:
    retakes it before a waiting thread, woken on another core, can run). Wall time would
    also count the time spent waiting for the GIL while a caller ran: slices measured that
    way ended in a yield after almost every event (0.84 sleeps per 1 KB exchange at full
-   speed against 0.39, and 67-73 against 52-63 us of worker CPU per exchange). The yields
+   speed against 0.39, and 66-73 against 52-63 us of worker CPU per exchange). The yields
    happen only while the backlog is small: with more than ``BACKLOG`` events queued the
    worker runs flat out until it has caught up, so memory stays bounded under sustained
    load (counted in ``stats()["worker_catchups"]``).
