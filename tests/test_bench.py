@@ -31,6 +31,10 @@ def test_quick_bench_runs_and_writes_every_part(tmp_path: Path) -> None:
     assert {"latency", "throughput", "memory", "modes"} <= report["results"].keys()
     for check in report["checks"]:
         assert {"name", "passed", "target", "actual"} <= check.keys(), check
+    # Every latency figure has a bare-vs-bare run of the same scenario to be read against.
+    noise = report["results"]["latency"]["noise_floor"]
+    assert {"json_1k", "bytes_256k", "sse", "paced_256k", "paced_1m"} <= noise.keys()
+    assert all("p99" in noise[k]["added_ttlb_us"] for k in noise), noise
     names = " ".join(c["name"] for c in report["checks"])
     assert "ran to the end" not in names, names  # no part crashed
     loss = [c for c in report["checks"] if "loss" in c["name"].lower()]

@@ -616,7 +616,9 @@ def part_latency(run: Run) -> None:
     res["caller_per_request_us"] = j["caller_cpu_added_us"]["p50"]
 
     res["caller_only"] = _caller_only(run)
+    nf["paced_256k"] = _noise_paced(run, "256 KB", BYTES_256K, 262144, p.paced_s)
     res["paced_256k"] = _paced(run, "256 KB", BYTES_256K, 262144, p.paced_s)
+    nf["paced_1m"] = _noise_paced(run, "1 MB", BYTES_1M, 1048576, p.paced_1m_s)
     res["paced_1m"] = _paced(run, "1 MB", BYTES_1M, 1048576, p.paced_1m_s)
     res["writer_capacity"] = _capacity(run)
 
@@ -681,7 +683,8 @@ def part_latency(run: Run) -> None:
             f"{name} at {PACED_RATE_MBPS:g} MB/s added p99",
             v <= PACED_P99_US,
             f"≤ {PACED_P99_US:g}µs",
-            f"{_us(v)} (p50 {_us(r['added_ttlb_us']['p50'])}, {r['achieved_body_mbps']:.0f} MB/s)",
+            f"{_us(v)} (p50 {_us(r['added_ttlb_us']['p50'])}, {r['achieved_body_mbps']:.0f} MB/s; "
+            f"bare-vs-bare paced p99 {_us(nf[key]['added_ttlb_us']['p99'])})",
             "issue 3",
             v,
         )
@@ -744,6 +747,19 @@ def _noise(run: Run, path: str, pairs: int, warmup: int) -> dict[str, Any]:
         "added_ttfb_us": dist_us(s.added("ttfb", 1)),
         "added_cpu_us": dist_us(s.added("cpu", 1)),
     }
+
+
+def _noise_paced(run: Run, label: str, path: str, size: int, duration_s: float) -> dict[str, Any]:
+    """The paced scenario with two bare pools: what pacing alone does to the pairs' tails (a
+    request after an idle gap meets a cold thread, cache and CPU; that lands on either side)."""
+    run.out.progress(f"latency: noise floor, bare vs bare, {label} paced for {duration_s:g}s")
+    a, b = run.bare(label="bare-a"), run.bare(label="bare-b")
+    warm([a, b], path, 10)
+    gc.collect()
+    s = interleave([a, b], path, duration_s=duration_s, rate_mbps=PACED_RATE_MBPS, body_size=size)
+    a.pool.close()
+    b.pool.close()
+    return {"pairs": s.n, "added_ttlb_us": dist_us(s.added("ttlb", 1))}
 
 
 def _caller_only(run: Run) -> dict[str, Any] | None:
