@@ -13,7 +13,9 @@ write no readable trace, so the bench's data-loss line fails for them by design)
   request and response heads with credential headers blanked -- to ``<trace>.raw`` with
   ``os.writev``; no assembly, no JSON. "Raw storage, deferred parsing" taken to its end, with
   the same gather, slices and yields as the real worker;
-- ``null``: the worker wakes every 100 ms and discards what was queued: capture alone.
+- ``null``: the worker wakes every 100 ms and discards what was queued: capture alone;
+- ``null-nobytes``: ``null``, and ``Tee.read`` reports the length of what it read instead of
+  the bytes, so nothing keeps the caller's body alive (the paced-p99 experiment).
 
 ``load`` runs one thread of 1 KB GETs against the bench server for ``--seconds`` and prints
 requests/s and the user/system CPU per request of the caller and the worker threads (from
@@ -35,9 +37,10 @@ from typing import Any
 import urllib3
 
 import zltrace
+import zltrace._tee as T
 import zltrace._worker as W
 from zltrace._benchserver import BenchServer
-from zltrace._events import DATA, HEAD, SEND, START
+from zltrace._events import DATA, EOF, HEAD, SEND, START
 
 _header = struct.Struct("<BIQI").pack  # kind, exchange, perf_counter_ns, payload length
 _SECRET = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie"})
@@ -123,13 +126,25 @@ def _null_loop(self: Any) -> None:
                     return
 
 
+def _read_no_bytes(self: Any, amt: int | None = None) -> bytes:
+    data: bytes = self._raw.read(amt)
+    t = perf_counter_ns()
+    if data:
+        self._sink._put((DATA, self._ex, len(data), t))
+    if amt is None or amt < 0 or len(data) < amt:
+        self._sink._put((EOF, self._ex, t))
+    return data
+
+
 def _install(variant: str) -> None:
     if variant == "raw":
         W.Worker._handle = _raw_handle  # type: ignore[method-assign]
-    elif variant == "null":
+    elif variant in ("null", "null-nobytes"):
         W.Worker._loop = _null_loop  # type: ignore[method-assign]
+        if variant == "null-nobytes":
+            T.Tee.read = _read_no_bytes  # type: ignore[method-assign,assignment]
     elif variant != "current":
-        raise SystemExit(f"unknown variant {variant!r}: current, raw or null")
+        raise SystemExit(f"unknown variant {variant!r}")
 
 
 def _times(tid: int) -> tuple[int, int]:
@@ -177,7 +192,7 @@ def load(seconds: float, traced: bool) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variant", choices=["bare", "current", "raw", "null"])
+    parser.add_argument("variant", choices=["bare", "current", "raw", "null", "null-nobytes"])
     parser.add_argument("what", choices=["bench", "load"])
     parser.add_argument("--seconds", type=float, default=4.0)
     args, rest = parser.parse_known_args(argv)
