@@ -750,8 +750,8 @@ def _noise(run: Run, path: str, pairs: int, warmup: int) -> dict[str, Any]:
 
 
 def _noise_paced(run: Run, label: str, path: str, size: int, duration_s: float) -> dict[str, Any]:
-    """The paced scenario with two bare pools: what pacing alone does to the pairs' tails (a
-    request after an idle gap meets a cold thread, cache and CPU; that lands on either side)."""
+    """The paced scenario with two bare pools: what pacing alone does to the pairs' tails
+    (presumably a request after an idle gap meets a cold thread, cache and CPU, on either side)."""
     run.out.progress(f"latency: noise floor, bare vs bare, {label} paced for {duration_s:g}s")
     a, b = run.bare(label="bare-a"), run.bare(label="bare-b")
     warm([a, b], path, 10)
