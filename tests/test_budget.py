@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import urllib3
+from _faults import Faults
 from _server import ScriptedServer, response
 
 import zltrace
@@ -72,10 +72,8 @@ def test_unwritable_side_file_drops_bytes_visibly(trace_dir: Path) -> None:
     stats() say how many; the app still gets every byte."""
     body = BLOCK * 8
 
-    def opener(path: str, flags: int, mode: int = 0o777) -> int:
-        if path.endswith(".bodies"):
-            return os.open("/dev/full", os.O_WRONLY)
-        return os.open(path, flags, mode)
+    opener = Faults()
+    opener.full = {".bodies"}
 
     with ScriptedServer([response(200, body, chunk_sizes=[100_000])], keep_alive=False) as srv:
         cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=256 * 1024)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 import urllib3
+from _faults import Faults
 from _server import ScriptedServer, response
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -281,12 +281,8 @@ def test_metrics_show_write_faults_as_they_happen(
 ) -> None:
     """Writes failing with ENOSPC (/dev/full through the opener seam): /metrics shows the
     retries and the degraded writer while it lasts, and the recovery after."""
-    broken = {"on": True}
-
-    def opener(path: str, flags: int, mode: int = 0o777) -> int:
-        if broken["on"] and path.endswith(".jsonl"):
-            return os.open("/dev/full", os.O_WRONLY)
-        return os.open(path, flags, mode)
+    opener = Faults()
+    opener.full = {".jsonl"}
 
     cfg = zltrace.Config(
         dir=str(trace_dir), health_port=0, flush_ms=5, write_retries=1, retry_backoff_ms=1
@@ -307,7 +303,7 @@ def test_metrics_show_write_faults_as_they_happen(
         assert fams["zltrace_write_retries"].samples[0].value >= 1
         assert fams["zltrace_writer_degraded"].samples[0].value == 1
         assert fams["zltrace_writer_degradations"].samples[0].value >= 1
-        broken["on"] = False
+        opener.full.clear()
         assert t.flush(timeout=10)
         fams = families(http.request("GET", t.health_url + "/metrics").data.decode())
         assert fams["zltrace_writer_degraded"].samples[0].value == 0

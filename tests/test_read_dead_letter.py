@@ -9,27 +9,15 @@ it back after the re-drive: those are the bytes such a crash leaves on disk.
 from __future__ import annotations
 
 import collections
-import os
 import shutil
 import time
 from pathlib import Path
 
 import urllib3
+from _faults import MainOnly
 from _server import ScriptedServer, response
 
 import zltrace
-
-
-class TraceOnDevFull:
-    """``os.open``'s signature: the trace file's writes fail (ENOSPC) while ``broken``."""
-
-    def __init__(self) -> None:
-        self.broken = True
-
-    def __call__(self, path: str, flags: int, mode: int = 0o777) -> int:
-        if self.broken and path.endswith(".jsonl") and not path.endswith(".deadletter.jsonl"):
-            return os.open("/dev/full", os.O_WRONLY)
-        return os.open(path, flags, mode)
 
 
 def _traffic(t: zltrace.Tracer, srv: ScriptedServer, first: int, n: int) -> None:
@@ -53,7 +41,8 @@ def _dead_lettered(t: zltrace.Tracer, n: int) -> None:
 def test_reading_the_trace_file_includes_its_dead_letters(tmp_path: Path) -> None:
     """While the trace cannot be written, ``read(tracer.path)`` still finds every exchange
     that was flushed: they are in the dead-letter file."""
-    opener = TraceOnDevFull()
+    opener = MainOnly()
+    opener.full = {".jsonl"}
     cfg = zltrace.Config(dir=str(tmp_path / "t"), flush_ms=5, write_retries=0, buffer_size=5)
     t = zltrace.Tracer(cfg, opener=opener)
     with ScriptedServer([response(200, b"ok")]) as srv:
@@ -61,7 +50,7 @@ def test_reading_the_trace_file_includes_its_dead_letters(tmp_path: Path) -> Non
         _dead_lettered(t, 20)
         assert sorted(_items(Path(t.path))) == list(range(20))
         assert sorted(_items(tmp_path / "t")) == list(range(20))
-        opener.broken = False
+        opener.full.clear()
         _traffic(t, srv, 20, 5)
         assert t.close(timeout=10)
     assert not Path(t.path[: -len(".jsonl")] + ".deadletter.jsonl").exists()
@@ -69,7 +58,8 @@ def test_reading_the_trace_file_includes_its_dead_letters(tmp_path: Path) -> Non
 
 
 def test_crash_between_redrive_copy_and_unlink_reads_each_exchange_once(tmp_path: Path) -> None:
-    opener = TraceOnDevFull()
+    opener = MainOnly()
+    opener.full = {".jsonl"}
     cfg = zltrace.Config(dir=str(tmp_path / "t"), flush_ms=5, write_retries=0, buffer_size=5)
     t = zltrace.Tracer(cfg, opener=opener)
     dead = Path(t.path[: -len(".jsonl")] + ".deadletter.jsonl")
@@ -78,7 +68,7 @@ def test_crash_between_redrive_copy_and_unlink_reads_each_exchange_once(tmp_path
         _dead_lettered(t, 30)
         kept = tmp_path / "kept"
         shutil.copyfile(dead, kept)
-        opener.broken = False
+        opener.full.clear()
         _traffic(t, srv, 30, 10)
         assert t.close(timeout=10)
     assert t.stats()["redriven_records"] == 30

@@ -19,34 +19,12 @@ from typing import Any
 
 import pytest
 import urllib3
+from _faults import Faults, MainOnly
 from _server import ScriptedServer, response
 
 import zltrace
 
 BODY = b'{"ok": true, "pad": "' + b"x" * 900 + b'"}'
-
-
-class Faults:
-    """An opener (``os.open``'s signature) that sends chosen trace files to ``/dev/full``."""
-
-    def __init__(self) -> None:
-        self.full: set[str] = set()  # suffixes of paths whose writes fail with ENOSPC
-        self.opens: list[str] = []
-
-    def __call__(self, path: str, flags: int, mode: int = 0o777) -> int:
-        self.opens.append(path)
-        if any(path.endswith(s) for s in self.full):
-            return os.open("/dev/full", os.O_WRONLY)
-        return os.open(path, flags, mode)
-
-
-class MainOnly(Faults):
-    """Faults that spare the dead-letter file: only the trace itself is broken."""
-
-    def __call__(self, path: str, flags: int, mode: int = 0o777) -> int:
-        if path.endswith(".deadletter.jsonl"):
-            return os.open(path, flags, mode)
-        return super().__call__(path, flags, mode)
 
 
 def traffic(tracer: zltrace.Tracer, srv: ScriptedServer, n: int) -> None:
@@ -273,6 +251,22 @@ def test_read_only_filesystem_then_writable(tmpfs: Path, server: ScriptedServer)
     assert sorted(ids_on_disk(trace_dir), key=int) == [str(i) for i in range(12)]
 
 
+BACKLOG_BUDGET = 256 * 1024
+
+
+def backlog_tracer(trace_dir: Path, opener: Any, **cfg: Any) -> zltrace.Tracer:
+    """Writes failing behind a 60 s backoff (no retry during a test), a 256 KiB budget."""
+    return make_tracer(
+        trace_dir,
+        opener,
+        write_retries=100,
+        retry_backoff_ms=60_000,
+        memory_pool_size=BACKLOG_BUDGET,
+        buffer_size=10,
+        **cfg,
+    )
+
+
 @pytest.mark.parametrize("mode", ["zero-latency", "standard"])
 def test_backoff_backlog_over_half_the_budget_is_dead_lettered_at_once(
     trace_dir: Path, server: ScriptedServer, mode: str
@@ -283,16 +277,7 @@ def test_backoff_backlog_over_half_the_budget_is_dead_lettered_at_once(
 
     opener = MainOnly()
     opener.full = {".jsonl"}
-    budget = 256 * 1024
-    t = make_tracer(
-        trace_dir,
-        opener,
-        write_retries=100,
-        retry_backoff_ms=60_000,  # no retry during the test
-        memory_pool_size=budget,
-        buffer_size=10,
-        zero_latency=mode == "zero-latency",
-    )
+    t = backlog_tracer(trace_dir, opener, zero_latency=mode == "zero-latency")
     traffic(t, server, 300)  # ~1.5 KB lines: ~440 KB, well over half the budget
     deadline = time.monotonic() + 10
     s = t.stats()
@@ -302,7 +287,7 @@ def test_backoff_backlog_over_half_the_budget_is_dead_lettered_at_once(
     # Diverted by the budget while the first backoff (60 s) went on: one failed write, no more.
     assert s["dead_lettered_records"] >= 200, s
     assert s["write_retries"] == 1, s
-    assert s["memory_held_peak"] <= budget, s
+    assert s["memory_held_peak"] <= BACKLOG_BUDGET, s
     assert (s["budget_throttles"], s["budget_spilled_bytes"], s["body_bytes_dropped"]) == (0, 0, 0)
     assert s["records_lost"] == 0
     opener.full.clear()
@@ -319,15 +304,7 @@ def test_backoff_backlog_in_memory_mode_is_held_without_new_dead_letter_attempts
     flush; what was held lands once writes work."""
     faults = Faults()
     faults.full = {".jsonl"}
-    budget = 256 * 1024
-    t = make_tracer(
-        trace_dir,
-        faults,
-        write_retries=100,
-        retry_backoff_ms=60_000,
-        memory_pool_size=budget,
-        buffer_size=10,
-    )
+    t = backlog_tracer(trace_dir, faults)
     traffic(t, server, 300)
     deadline = time.monotonic() + 10
     s = t.stats()
