@@ -38,10 +38,10 @@ caller that finds the GIL held by this thread waits on a condition variable and 
 which on this VM costs about as much as the whole bare-vs-bare p99 (40-110 us); with the GIL
 held 5-7% of the time, 5-7% of requests pay it: the 1 KB p95 is 80-150 us (42-48 us with a
 worker that does nothing, ``bench/worker_variants.py``), the p99 +165 us (90-100 us with no
-worker work at all: capture itself and this VM's noise). Shorter slices do not help (15 us:
-same p99, +50% worker CPU; none at all: worse p99). The worker costs ~52 us of CPU
-per 1 KB exchange in a traced-only loop, ~15 us replayed alone; the difference is thread
-switching. ``bench/README.md`` has the full table and the analysis.
+worker work at all: capture itself and this VM's noise). Shorter slices do not help (15 us,
+previous session: same p99, +50% worker CPU); none at all makes the p99 worse. The worker
+costs ~52 us of CPU per 1 KB exchange in a traced-only loop, ~15 us replayed alone; the
+difference is thread switching. ``bench/README.md`` has the full table and the analysis.
 """
 
 from __future__ import annotations
