@@ -42,7 +42,7 @@ import urllib3
 from urllib3.connectionpool import HTTPConnectionPool
 
 from zltrace import Config, Tracer
-from zltrace._bench import (
+from zltrace._cli.bench import (
     BYTES_256K,
     JSON_1K,
     SSE,
@@ -52,7 +52,7 @@ from zltrace._bench import (
     verify_trace,
     warm,
 )
-from zltrace._benchserver import BenchServer
+from zltrace._cli.benchserver import BenchServer
 
 
 class BarePool(HTTPConnectionPool):

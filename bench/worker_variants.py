@@ -37,10 +37,10 @@ from typing import Any
 import urllib3
 
 import zltrace
-import zltrace._tee as T
-import zltrace._worker as W
-from zltrace._benchserver import BenchServer
-from zltrace._events import DATA, EOF, HEAD, SEND, START
+import zltrace._capture.tee as T
+import zltrace._pipeline.worker as W
+from zltrace._cli.benchserver import BenchServer
+from zltrace._pipeline.events import DATA, EOF, HEAD, SEND, START
 
 _header = struct.Struct("<BIQI").pack  # kind, exchange, perf_counter_ns, payload length
 _SECRET = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie"})

@@ -15,8 +15,8 @@ from _server import ScriptedServer, response
 from conftest import records
 
 import zltrace
-from zltrace._alerts import AlertEngine, default_rules
-from zltrace._monitor import Gauges, PerformanceMonitor
+from zltrace._monitor.alerts import AlertEngine, default_rules
+from zltrace._monitor.monitor import Gauges, PerformanceMonitor
 
 
 class Clock:

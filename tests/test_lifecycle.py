@@ -192,7 +192,9 @@ def test_module_locks_held_at_fork_are_free_in_the_child(trace_dir: Path) -> Non
     """A lock of zltrace's held by another thread at fork() does not deadlock the child."""
     import threading
 
-    from zltrace import _connection, _events, _pool
+    from zltrace._capture import connection as _connection
+    from zltrace._capture import pool as _pool
+    from zltrace._pipeline import events as _events
 
     locks = [_events._failures_lock, _connection._classes_lock, _pool._lock]
     held = threading.Event()

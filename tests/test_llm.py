@@ -48,8 +48,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zltrace
-from zltrace._llm import message_from_body, rebuild_stream, usage_of
-from zltrace._sse import SSEEvent, parse_sse
+from zltrace._read.llm import message_from_body, rebuild_stream, usage_of
+from zltrace._read.sse import SSEEvent, parse_sse
 
 Json = dict[str, Any]
 SSE = [("Content-Type", "text/event-stream; charset=utf-8")]

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zltrace
-from zltrace import _events, _pool, _tee
-from zltrace._assembler import Finished
-from zltrace._endpoints import State, metrics_text
-from zltrace._monitor import (
+from zltrace._capture import pool as _pool
+from zltrace._capture import tee as _tee
+from zltrace._monitor.endpoints import State, metrics_text
+from zltrace._monitor.monitor import (
     FIXED_HOOKS,
     LOWER,
     NBUCKETS,
@@ -28,6 +28,8 @@ from zltrace._monitor import (
     bucket_of,
     probe_hooks,
 )
+from zltrace._pipeline import events as _events
+from zltrace._pipeline.assembler import Finished
 
 # Values from 0 ns to ~20 minutes: the range the monitor must resolve.
 values = st.integers(min_value=0, max_value=1_200 * 10**9)

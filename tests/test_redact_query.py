@@ -16,7 +16,7 @@ from _server import ScriptedServer, response
 from conftest import records
 
 import zltrace
-from zltrace._redact import Redactor
+from zltrace._pipeline.redact import Redactor
 from zltrace.config import DEFAULT_REDACT_QUERY, resolve_env
 
 TOKEN = re.compile(r"redacted-sha256-([0-9a-f]{12})")

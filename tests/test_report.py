@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zltrace
-from zltrace import _report
 from zltrace._cli import main
+from zltrace._export import report as _report
 
 # The payload tries, if it ever ran, to leave a mark the DOM dump would show.
 PWN = "document.title='pwned';document.body.appendChild(document.createElement('b')).id='pwned'"

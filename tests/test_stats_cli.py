@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import zltrace
 from zltrace._cli import main
-from zltrace._tracestats import format_stats, percentile
+from zltrace._export.stats import format_stats, percentile
 
 
 def _free_port() -> int:
@@ -179,7 +179,7 @@ def test_cli_stats_runs_as_a_module(tracer: zltrace.Tracer) -> None:
 
 def test_progress_lines_every_thousand_exchanges(capsys: pytest.CaptureFixture[str]) -> None:
     """With progress on, a line goes to stderr every PROGRESS_EVERY items; none when off."""
-    from zltrace import _cli
+    from zltrace._cli import commands as _cli
 
     assert list(_cli._counted(range(2500), True, "read")) == list(range(2500))
     assert capsys.readouterr().err.splitlines() == [

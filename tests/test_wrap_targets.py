@@ -516,7 +516,7 @@ def test_make_request_is_forwarded_by_position_only_for_urllib3s_own_signature(
 ) -> None:
     """Stock pools get the positional forwarder (urllib3 2.x); a pool class with its own
     ``_make_request`` signature keeps the generic one, and both record every exchange."""
-    from zltrace import _pool
+    from zltrace._capture import pool as _pool
 
     with ScriptedServer([response(200, b"ok")]) as srv:
         stock = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))

@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._alerts import Alert
-from ._claude_trace import export_claude_trace
-from ._har import export_har
-from ._llm import Usage, total_usage
-from ._logjson import JsonFormatter
-from ._report import write_report
-from ._sse import SSEEvent, SSEParser, parse_sse
+from ._export.claude_trace import export_claude_trace
+from ._export.har import export_har
+from ._export.report import write_report
+from ._export.stats import summarize
+from ._monitor.alerts import Alert
+from ._monitor.logjson import JsonFormatter
+from ._read.llm import Usage, total_usage
+from ._read.reader import Exchange, Request, Response, SkippedLine, Timing, read
+from ._read.sse import SSEEvent, SSEParser, parse_sse
 from ._state import default_tracer, reset_defaults
 from ._tracer import Tracer
-from ._tracestats import summarize
 from ._version import __version__
 from .config import DEFAULT_REDACT_HEADERS, DEFAULT_REDACT_QUERY, Config
 from .exceptions import (
@@ -27,7 +28,6 @@ from .exceptions import (
     ZltraceError,
     ZltraceWarning,
 )
-from .read import Exchange, Request, Response, SkippedLine, Timing, read
 
 __all__ = [
     "DEFAULT_REDACT_HEADERS",

@@ -15,19 +15,19 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _state
-from ._assembler import Assembler, Finished
-from ._budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
-from ._events import DATA, capture_failures
-from ._monitor import Gauges, PerformanceMonitor
-from ._pool import wrap_target
-from ._redact import Redactor
-from ._worker import Worker
-from ._writer import Opener, TraceWriter
+from ._capture.pool import wrap_target
+from ._monitor.monitor import Gauges, PerformanceMonitor
+from ._pipeline.assembler import Assembler, Finished
+from ._pipeline.budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
+from ._pipeline.events import DATA, capture_failures
+from ._pipeline.redact import Redactor
+from ._pipeline.worker import Worker
+from ._pipeline.writer import Opener, TraceWriter
 from .config import Config
 from .exceptions import ConfigError, ZltraceWarning
 
 if TYPE_CHECKING:
-    from ._endpoints import EndpointServer, State
+    from ._monitor.endpoints import EndpointServer, State
 
 log = logging.getLogger("zltrace")
 
@@ -302,7 +302,7 @@ class Tracer:
                 finally:
                     self._sync_owner = None
         except Exception as exc:
-            from ._events import capture_failed
+            from ._pipeline.events import capture_failed
 
             capture_failed("standard-mode write", exc)
 
@@ -378,7 +378,7 @@ class Tracer:
         }
 
     def _endpoint_state(self) -> State:
-        from ._endpoints import State
+        from ._monitor.endpoints import State
 
         w = self._worker
         ok = self.mode != "zero-latency" or bool(w and w.alive and not w.crashed)
@@ -399,7 +399,7 @@ class Tracer:
         cfg = self.config
         if cfg.health_port is None or not cfg.enabled:
             return None
-        from ._endpoints import EndpointServer
+        from ._monitor.endpoints import EndpointServer
 
         try:
             endpoint = EndpointServer(cfg.health_host, cfg.health_port, self._endpoint_state)

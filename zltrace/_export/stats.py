@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from .read import Exchange
+from .._read.reader import Exchange
 
 __all__ = ["TraceStats", "format_stats", "percentile", "summarize"]
 

@@ -22,11 +22,11 @@ import threading
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from ._events import SEND, capture_failed
-from ._tee import TracedResponse, pending
+from .._pipeline.events import SEND, capture_failed
+from .tee import TracedResponse, pending
 
 if TYPE_CHECKING:
-    from ._tracer import Tracer
+    from .._tracer import Tracer
 
 
 class TracedConnectionMixin:

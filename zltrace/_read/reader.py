@@ -20,10 +20,10 @@ from typing import Any, Union
 
 import attrs
 
-from ._decode import decode_content
-from ._llm import Usage, is_event_stream, message_from_body, model_of, usage_of
-from ._sse import SSEEvent, parse_sse
-from .exceptions import ZltraceWarning
+from ..exceptions import ZltraceWarning
+from .decode import decode_content
+from .llm import Usage, is_event_stream, message_from_body, model_of, usage_of
+from .sse import SSEEvent, parse_sse
 
 __all__ = ["ErrorInfo", "Exchange", "Request", "Response", "SkippedLine", "Timing", "read"]
 

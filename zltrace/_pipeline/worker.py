@@ -53,12 +53,12 @@ import time
 from time import perf_counter_ns, thread_time_ns
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._assembler import Assembler, Finished
-from ._budget import Budget
-from ._writer import TraceWriter
+from .assembler import Assembler, Finished
+from .budget import Budget
+from .writer import TraceWriter
 
 if TYPE_CHECKING:
-    from ._monitor import PerformanceMonitor
+    from .._monitor.monitor import PerformanceMonitor
 
 log = logging.getLogger("zltrace")
 

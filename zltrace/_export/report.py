@@ -30,10 +30,10 @@ from importlib import resources
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from ._llm import is_event_stream, model_of, usage_of
-from ._sse import SSEEvent
-from ._version import __version__
-from .read import Exchange, Request, Response
+from .._read.llm import is_event_stream, model_of, usage_of
+from .._read.reader import Exchange, Request, Response
+from .._read.sse import SSEEvent
+from .._version import __version__
 
 __all__ = ["DEFAULT_BODY_LIMIT", "write_report"]
 
@@ -46,7 +46,7 @@ _HEX_LIMIT = 4096
 
 
 def _asset(name: str) -> str:
-    return (resources.files(__package__) / "_report_assets" / name).read_text(encoding="utf-8")
+    return (resources.files(__package__) / "report_assets" / name).read_text(encoding="utf-8")
 
 
 def _sha256(text: str) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import attrs
 
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
 
 log = logging.getLogger("zltrace.monitor")
 

@@ -37,8 +37,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from ._version import __version__
-from .read import Exchange, Response
+from .._read.reader import Exchange, Response
+from .._version import __version__
 
 __all__ = ["export_har"]
 

@@ -36,8 +36,8 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._assembler import Assembler
-    from ._writer import TraceWriter
+    from .assembler import Assembler
+    from .writer import TraceWriter
 
 log = logging.getLogger("zltrace")
 

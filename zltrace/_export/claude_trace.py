@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn, TextIO
 
-from .read import Exchange
+from .._read.reader import Exchange
 
 __all__ = ["export_claude_trace"]
 

@@ -44,9 +44,9 @@ from typing import Any, Callable, TextIO
 
 import urllib3
 
-from . import Config, Tracer
-from ._benchserver import BenchServer
-from ._version import __version__
+from .. import Config, Tracer
+from .._version import __version__
+from .benchserver import BenchServer
 
 __all__ = ["main"]
 

@@ -28,10 +28,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from urllib.parse import urlsplit
 
-from ._version import __version__
+from .._version import __version__
 
 if TYPE_CHECKING:
-    from ._monitor import Histogram, PerformanceMonitor
+    from .monitor import Histogram, PerformanceMonitor
 
 log = logging.getLogger("zltrace.monitor")
 

@@ -21,7 +21,7 @@ import threading
 from time import perf_counter_ns
 from typing import Any, Callable, Protocol
 
-from ._events import CLOSE, DATA, EOF, ERROR, HEAD, capture_failed
+from .._pipeline.events import CLOSE, DATA, EOF, ERROR, HEAD, capture_failed
 
 
 class Sink(Protocol):

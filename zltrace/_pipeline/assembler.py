@@ -21,10 +21,10 @@ import re
 from collections.abc import Iterable
 from typing import Any, Callable, Union
 
-from ._events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
-from ._json import js as _js
-from ._redact import SECRET as S
-from ._redact import Redactor
+from .events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
+from .jsonenc import js as _js
+from .redact import SECRET as S
+from .redact import Redactor
 
 Buffer = Union[bytes, memoryview]
 

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
-from ._sse import SSEEvent, parse_sse
+from .sse import SSEEvent, parse_sse
 
 if TYPE_CHECKING:
-    from .read import Exchange
+    from .reader import Exchange
 
 __all__ = ["Usage", "is_event_stream", "message_from_body", "rebuild_stream", "total_usage"]
 

@@ -62,8 +62,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Callable
 
-from ._assembler import Buffer, Extent, Finished, Piece
-from ._json import js as _js
+from .assembler import Buffer, Extent, Finished, Piece
+from .jsonenc import js as _js
 
 log = logging.getLogger("zltrace")
 

@@ -11,9 +11,9 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
-from ._version import __version__
-from .config import ENV_NAMES, resolve_env
-from .exceptions import ZltraceWarning
+from .._version import __version__
+from ..config import ENV_NAMES, resolve_env
+from ..exceptions import ZltraceWarning
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -78,7 +78,7 @@ def _counted(items: Iterable[Any], progress: bool, verb: str) -> Iterator[Any]:
 
 def _trace_exchanges(args: argparse.Namespace, verb: str) -> Iterator[Any] | None:
     """The exchanges at ``args.path`` (with progress lines), or None after an error message."""
-    from .read import read
+    from .._read.reader import read
 
     if not os.path.exists(args.path):
         print(f"error: {args.path}: no such trace file or directory", file=sys.stderr)
@@ -124,14 +124,14 @@ def _write_exchanges(
 
 def _export(args: argparse.Namespace) -> int:
     if args.claude_trace:
-        from ._claude_trace import export_claude_trace as export
+        from .._export.claude_trace import export_claude_trace as export
     else:
-        from ._har import export_har as export
+        from .._export.har import export_har as export
     return _write_exchanges(args, export, "exported")
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ._report import write_report
+    from .._export.report import write_report
 
     title = args.title or f"zltrace report: {os.path.basename(os.path.normpath(args.path))}"
     return _write_exchanges(
@@ -140,7 +140,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from ._tracestats import TraceStats, format_stats
+    from .._export.stats import TraceStats, format_stats
 
     stats = TraceStats()
     with _warnings_to_stderr():
@@ -161,12 +161,14 @@ def _stats(args: argparse.Namespace) -> int:
 def _dashboard(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
-    sys.stdout.write(files(__package__).joinpath("dashboard.json").read_text(encoding="utf-8"))
+    from .. import _monitor
+
+    sys.stdout.write(files(_monitor).joinpath("dashboard.json").read_text(encoding="utf-8"))
     return 0
 
 
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
-    from ._bench import main as bench_main
+    from .bench import main as bench_main
 
     status: int = bench_main(rest)
     return status

@@ -75,11 +75,11 @@ from operator import add, sub
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from ._alerts import AlertEngine, default_rules
+from .alerts import AlertEngine, default_rules
 
 if TYPE_CHECKING:
-    from ._assembler import Finished
-    from .config import Config
+    from .._pipeline.assembler import Finished
+    from ..config import Config
 
 log = logging.getLogger("zltrace.monitor")
 
@@ -482,7 +482,9 @@ class _ProbeKit:
     """The probe classes, built once per process (~0.2 ms) on first use."""
 
     def __init__(self) -> None:
-        from . import _connection, _pool, _tee
+        from .._capture import connection as _connection
+        from .._capture import pool as _pool
+        from .._capture import tee as _tee
 
         pool_ns = dict(vars(_pool))
         pool_ns["exchange_ids"] = itertools.count(1)
