@@ -161,9 +161,9 @@ def _stats(args: argparse.Namespace) -> int:
 def _dashboard(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
-    from .. import _monitor
-
-    sys.stdout.write(files(_monitor).joinpath("dashboard.json").read_text(encoding="utf-8"))
+    # The dashboard ships at the package's top, beside the trace schema (vendored copies too).
+    package = __package__.rpartition(".")[0]
+    sys.stdout.write(files(package).joinpath("dashboard.json").read_text(encoding="utf-8"))
     return 0
 
 
