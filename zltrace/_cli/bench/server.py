@@ -14,7 +14,7 @@ Routes (``GET`` or ``POST``; ``Content-Length`` request bodies are read and disc
   ``data: <S bytes>\n\n`` event, G milliseconds between events (all at once if G == 0).
 * anything else -- 404.
 
-Command line: ``python -m zltrace._cli.benchserver --port 0`` binds 127.0.0.1, prints
+Command line: ``python -m zltrace._cli.bench.server --port 0`` binds 127.0.0.1, prints
 ``PORT <n>`` as its first stdout line and serves until SIGTERM/SIGINT.
 """
 
@@ -477,7 +477,7 @@ async def _serve(port: int, exit_on_stdin_eof: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark server until SIGTERM/SIGINT; print ``PORT <n>`` once listening."""
     parser = argparse.ArgumentParser(
-        prog="python -m zltrace._cli.benchserver",
+        prog="python -m zltrace._cli.bench.server",
         description="Fast loopback HTTP/1.1 server for the zltrace benchmark.",
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any)")
@@ -526,7 +526,7 @@ class BenchServer:
             return [sys.executable, "-I", path, *flags], None
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        return [sys.executable, "-m", "zltrace._cli.benchserver", *flags], env
+        return [sys.executable, "-m", "zltrace._cli.bench.server", *flags], env
 
     def start(self, timeout: float = 10.0) -> None:
         """Launch the child process and wait until it reports its port."""

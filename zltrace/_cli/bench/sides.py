@@ -1,0 +1,161 @@
+"""The sides of an A/B comparison (bare, traced, caller-only) and the :class:`Run` making them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from time import perf_counter_ns
+from typing import Any, Callable
+
+import urllib3
+
+from ... import Config, Tracer
+from .output import Output
+from .plan import Plan
+from .server import BenchServer
+from .verify import verify_trace
+
+
+class Side:
+    """One pool of one side of the A/B, and what went through it."""
+
+    def __init__(self, pool: Any, label: str) -> None:
+        self.pool = pool
+        self.label = label
+        self.requests = 0
+        self.body_bytes = 0
+        self._lock = threading.Lock()
+
+    def count(self, requests: int, body_bytes: int) -> None:
+        with self._lock:
+            self.requests += requests
+            self.body_bytes += body_bytes
+
+
+def new_pool(server: BenchServer, maxsize: int) -> urllib3.HTTPConnectionPool:
+    return urllib3.HTTPConnectionPool(server.host, server.port, maxsize=maxsize, block=maxsize > 1)
+
+
+class TracedSide(Side):
+    """A tracer of its own (one per scenario, so its counters are the scenario's) and its pool."""
+
+    def __init__(
+        self, run: Run, label: str, *, zero_latency: bool = True, maxsize: int = 1
+    ) -> None:
+        self.tracer = Tracer(
+            Config(dir=run.trace_dir, zero_latency=zero_latency, handle_signals=False)
+        )
+        super().__init__(self.tracer.wrap(new_pool(run.server, maxsize)), label)
+        self.run = run
+        self.worker_clock = worker_clock(self.tracer)
+        self.finished: dict[str, Any] | None = None
+
+    def worker_cpu_ns(self) -> int | None:
+        return self.worker_clock() if self.worker_clock is not None else None
+
+    def finish(self) -> dict[str, Any]:
+        """Close the tracer, check the trace against what was requested, delete the files."""
+        if self.finished is not None:
+            return self.finished
+        stats = self.tracer.stats()
+        t0 = perf_counter_ns()
+        close_ok = self.tracer.close(timeout=120)
+        close_ms = (perf_counter_ns() - t0) / 1e6
+        final = self.tracer.stats()
+        self.pool.close()
+        verdict = verify_trace(self.tracer.path)
+        lost = max(0, self.requests - verdict["complete"])
+        ok = (
+            close_ok
+            and lost == 0
+            and verdict["records"] == self.requests
+            and verdict["body_bytes"] == self.body_bytes
+            and verdict["side_ok"]
+        )
+        self.finished = {
+            "label": self.label,
+            "mode": stats["mode"],
+            "requests": self.requests,
+            "body_bytes_read": self.body_bytes,
+            "close_ok": close_ok,
+            "close_ms": round(close_ms, 2),
+            **verdict,
+            "lost": lost,
+            "ok": ok,
+            "stats_before_close": public_stats(stats),
+            "stats_after_close": public_stats(final),
+        }
+        for path in (self.tracer.path, self.tracer.path[: -len(".jsonl")] + ".bodies"):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        self.run.accounting.append(self.finished)
+        return self.finished
+
+
+class CallerOnlySide(Side):
+    """Diagnostic only: a traced pool whose events go to a queue that nothing drains.
+
+    What remains of the traced - bare difference is the capture code on the caller thread
+    alone (tuples, ``perf_counter_ns``, ``put``), without the worker's wake-ups and GIL holds.
+    Uses the tracer's private ``_put``; None when that is not there.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.tracer = Tracer(Config(dir=run.trace_dir, handle_signals=False))
+        self.sink: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        super().__init__(self.tracer.wrap(new_pool(run.server, 1)), "caller only")
+        self.usable = hasattr(self.tracer, "_put")
+        if self.usable:
+            self.tracer._put = self.sink.put
+
+    def drain(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.sink.get_nowait()
+
+    def close(self) -> None:
+        self.drain()
+        self.tracer.close(timeout=10)
+        self.pool.close()
+        for path in (self.tracer.path, self.tracer.path[: -len(".jsonl")] + ".bodies"):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+def public_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in stats.items() if k != "path"}
+
+
+def worker_clock(tracer: Tracer) -> Callable[[], int] | None:
+    """A CPU-time clock of the tracer's worker thread (Linux/BSD), found by its name."""
+    getclock = getattr(time, "pthread_getcpuclockid", None)
+    if getclock is None:
+        return None
+    stem = os.path.basename(tracer.path)[: -len(".jsonl")]
+    for t in threading.enumerate():
+        if t.name == f"zltrace-worker-{stem}" and t.ident is not None:
+            try:
+                clk = getclock(t.ident)
+                time.clock_gettime_ns(clk)
+            except (OSError, AttributeError):
+                return None
+            return lambda: time.clock_gettime_ns(clk)
+    return None
+
+
+class Run:
+    """The server, the trace directory and everything measured so far."""
+
+    def __init__(self, server: BenchServer, trace_dir: str, plan: Plan, out: Output) -> None:
+        self.server = server
+        self.trace_dir = trace_dir
+        self.plan = plan
+        self.out = out
+        self.accounting: list[dict[str, Any]] = []
+        self.results: dict[str, Any] = {}
+
+    def bare(self, maxsize: int = 1, label: str = "bare") -> Side:
+        return Side(new_pool(self.server, maxsize), label)
