@@ -39,7 +39,7 @@ import urllib3
 import zltrace
 import zltrace._capture.tee as T
 import zltrace._pipeline.worker as W
-from zltrace._cli.bench.server import BenchServer
+from zltrace._cli.bench.serverproc import BenchServer
 from zltrace._pipeline.events import DATA, EOF, HEAD, SEND, START
 
 _header = struct.Struct("<BIQI").pack  # kind, exchange, perf_counter_ns, payload length

@@ -21,7 +21,7 @@ from .memory import part_memory
 from .modes import part_modes
 from .output import Output
 from .plan import PARTS, Plan
-from .server import BenchServer
+from .serverproc import BenchServer
 from .sides import Run
 from .throughput import part_throughput
 from .verify import loss_check

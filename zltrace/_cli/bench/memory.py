@@ -11,7 +11,7 @@ from typing import Any
 from .ab import fetch
 from .plan import BYTES_256K, JSON_1K, MIB, RSS_OVER_MB, SLOPE_MAX_MB_PER_MIN, SPEC_MEMORY_MB
 from .sides import Run, Side, TracedSide
-from .stats import median, rss_bytes, slope_per_s
+from .stats import current_rss, median, slope_per_s
 
 MEMORY_MIX = (JSON_1K,) * 9 + (BYTES_256K,)
 
@@ -31,7 +31,7 @@ def _sustain(
         now = perf_counter_ns()
         if now >= next_sample:
             t = (now - start) / 1e9
-            rss = rss_bytes()
+            rss = current_rss()
             if rss is not None:
                 samples.append((t, rss))
             if tm:
@@ -68,7 +68,7 @@ def part_memory(run: Run) -> None:
         "mix": "9 x 1 KB JSON + 1 x 256 KB, one thread",
     }
     run.results["memory"] = res
-    if rss_bytes() is None:
+    if current_rss() is None:
         run.out.info("memory: /proc/self/statm is not available here; RSS figures skipped")
 
     run.out.progress(f"memory: baseline (bare) {d:g}s at full speed")
@@ -82,7 +82,7 @@ def part_memory(run: Run) -> None:
     rt = _sustain(traced, d)
     pre_close = traced.tracer.stats()
     trace = traced.finish()
-    after = rss_bytes()
+    after = current_rss()
 
     def mb(v: float) -> float:
         return round(v / MIB, 2)

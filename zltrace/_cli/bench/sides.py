@@ -6,16 +6,17 @@ import contextlib
 import os
 import queue
 import threading
-import time
 from time import perf_counter_ns
-from typing import Any, Callable
+from typing import Any
 
 import urllib3
 
 from ... import Config, Tracer
+from ..._format import dead_letter_path, side_path
 from .output import Output
 from .plan import Plan
-from .server import BenchServer
+from .seams import divert_events, worker_clock
+from .serverproc import BenchServer
 from .verify import verify_trace
 
 
@@ -88,9 +89,7 @@ class TracedSide(Side):
             "stats_before_close": public_stats(stats),
             "stats_after_close": public_stats(final),
         }
-        for path in (self.tracer.path, self.tracer.path[: -len(".jsonl")] + ".bodies"):
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        remove_trace(self.tracer.path)
         self.run.accounting.append(self.finished)
         return self.finished
 
@@ -100,16 +99,14 @@ class CallerOnlySide(Side):
 
     What remains of the traced - bare difference is the capture code on the caller thread
     alone (tuples, ``perf_counter_ns``, ``put``), without the worker's wake-ups and GIL holds.
-    Uses the tracer's private ``_put``; None when that is not there.
+    ``usable`` is False where the events cannot be diverted (see ``seams.divert_events``).
     """
 
     def __init__(self, run: Run) -> None:
         self.tracer = Tracer(Config(dir=run.trace_dir, handle_signals=False))
         self.sink: queue.SimpleQueue[Any] = queue.SimpleQueue()
         super().__init__(self.tracer.wrap(new_pool(run.server, 1)), "caller only")
-        self.usable = hasattr(self.tracer, "_put")
-        if self.usable:
-            self.tracer._put = self.sink.put
+        self.usable = divert_events(self.tracer, self.sink.put)
 
     def drain(self) -> None:
         with contextlib.suppress(queue.Empty):
@@ -120,30 +117,18 @@ class CallerOnlySide(Side):
         self.drain()
         self.tracer.close(timeout=10)
         self.pool.close()
-        for path in (self.tracer.path, self.tracer.path[: -len(".jsonl")] + ".bodies"):
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        remove_trace(self.tracer.path)
+
+
+def remove_trace(path: str) -> None:
+    """Delete a trace file with its side and dead-letter files (those that exist)."""
+    for name in (path, side_path(path), dead_letter_path(path)):
+        with contextlib.suppress(OSError):
+            os.remove(name)
 
 
 def public_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in stats.items() if k != "path"}
-
-
-def worker_clock(tracer: Tracer) -> Callable[[], int] | None:
-    """A CPU-time clock of the tracer's worker thread (Linux/BSD), found by its name."""
-    getclock = getattr(time, "pthread_getcpuclockid", None)
-    if getclock is None:
-        return None
-    stem = os.path.basename(tracer.path)[: -len(".jsonl")]
-    for t in threading.enumerate():
-        if t.name == f"zltrace-worker-{stem}" and t.ident is not None:
-            try:
-                clk = getclock(t.ident)
-                time.clock_gettime_ns(clk)
-            except (OSError, AttributeError):
-                return None
-            return lambda: time.clock_gettime_ns(clk)
-    return None
 
 
 class Run:

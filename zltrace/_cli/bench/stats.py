@@ -1,20 +1,18 @@
-"""Statistics of the bench's samples: quantiles, distributions in microseconds, slopes, RSS."""
+"""Statistics of the bench's samples: quantiles, distributions in microseconds, slopes, RSS.
+
+Quantiles interpolate linearly between ranks (``_util.quantile``); a sample with no values has a
+quantile of NaN here rather than an error, so a scenario cut short still gets its row.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 
+from ..._util import quantile, rss_bytes
 
-def quantile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolation quantile of already sorted values (q in [0, 1])."""
-    if not sorted_values:
-        return float("nan")
-    pos = q * (len(sorted_values) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    frac = pos - lo
-    return sorted_values[lo] * (1 - frac) + sorted_values[hi] * frac
+# Where RSS comes from elsewhere, ``_util.rss_bytes`` gives the peak, whose slope says nothing.
+_CURRENT_RSS = os.path.exists("/proc/self/statm")
 
 
 def dist_us(values_ns: Sequence[int]) -> dict[str, float]:
@@ -33,12 +31,14 @@ def dist_us(values_ns: Sequence[int]) -> dict[str, float]:
     }
 
 
-def median(values: Sequence[float]) -> float:
-    return quantile(sorted(values), 0.5)
-
-
 def quantile_of(values: Sequence[float], q: float) -> float:
-    return quantile(sorted(values), q)
+    """The ``q`` quantile of unsorted values; NaN for no values."""
+    return quantile(sorted(values), q) if values else float("nan")
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of unsorted values; NaN for no values."""
+    return quantile_of(values, 0.5)
 
 
 def slope_per_s(points: Sequence[tuple[float, float]]) -> float:
@@ -54,10 +54,6 @@ def slope_per_s(points: Sequence[tuple[float, float]]) -> float:
     return sum((p[0] - mx) * (p[1] - my) for p in points) / sxx
 
 
-def rss_bytes() -> int | None:
-    """Resident set size of this process (Linux ``/proc/self/statm``), else None."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
+def current_rss() -> int | None:
+    """This process's resident set size now (Linux ``/proc/self/statm``), else None."""
+    return rss_bytes() if _CURRENT_RSS else None

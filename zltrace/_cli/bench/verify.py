@@ -2,55 +2,42 @@
 
 from __future__ import annotations
 
-import json
 import os
+import warnings
 from typing import Any
 
+from ... import SkippedLine, ZltraceWarning, read
+from ..._format import dead_letter_path
 from .output import Output
 
 
 def verify_trace(path: str) -> dict[str, Any]:
-    """Count the exchanges in a trace file and check their bodies are all there."""
-    records = complete = body_bytes = 0
-    outcomes: dict[str, int] = {}
-    side_ok = True
-    side_sizes: dict[str, int] = {}
-    directory = os.path.dirname(path)
-    try:
-        f = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
+    """Count the exchanges in a trace file (read back with :func:`zltrace.read`) and their bodies.
+
+    ``records`` counts every line: the exchanges read and the lines the reader had to skip
+    (torn, not JSON, a body missing from the side file), which also make ``side_ok`` false and
+    show as the outcome ``unreadable``. A trace that was never created holds nothing.
+    """
+    if not (os.path.exists(path) or os.path.exists(dead_letter_path(path))):
         return {"records": 0, "complete": 0, "body_bytes": 0, "outcomes": {}, "side_ok": True}
-    with f:
-        for line in f:
-            records += 1
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                outcomes["unreadable"] = outcomes.get("unreadable", 0) + 1
-                continue
-            outcome = str(rec.get("outcome"))
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            response = rec.get("response") or {}
-            body = response.get("body") or {}
-            size = int(body.get("size", 0))
-            if outcome == "complete":
+    complete = body_bytes = 0
+    outcomes: dict[str, int] = {}
+    skipped: list[SkippedLine] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ZltraceWarning)  # counted in ``skipped`` instead
+        for ex in read(path, skipped=skipped):
+            outcomes[ex.outcome] = outcomes.get(ex.outcome, 0) + 1
+            if ex.outcome == "complete":
                 complete += 1
-                body_bytes += size
-            if "file" in body:
-                name = str(body["file"])
-                if name not in side_sizes:
-                    try:
-                        side_sizes[name] = os.path.getsize(os.path.join(directory, name))
-                    except OSError:
-                        side_sizes[name] = -1
-                if int(body["offset"]) + size > side_sizes[name]:
-                    side_ok = False
+                body_bytes += len(ex.response.raw_body) if ex.response is not None else 0
+    if skipped:
+        outcomes["unreadable"] = len(skipped)
     return {
-        "records": records,
+        "records": sum(outcomes.values()),
         "complete": complete,
         "body_bytes": body_bytes,
         "outcomes": outcomes,
-        "side_ok": side_ok,
+        "side_ok": not skipped,
     }
 
 
