@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import urllib3
 
@@ -93,24 +93,31 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the flags argparse let through, or None."""
+    if args.concurrent and any(n < 1 for n in args.concurrent):
+        return "--concurrent takes positive thread counts"
+    if (args.requests is not None and args.requests < 1) or (
+        args.duration is not None and args.duration <= 0
+    ):
+        return "--requests and --duration must be positive"
+    return None
+
+
 def main(
     argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
     """Run the benchmark; 0 when every target is met, 1 when one is not, 2 on bad usage."""
     out_stream = stdout or sys.stdout
     err_stream = stderr or sys.stderr
-    ap = _parser()
+    argv = list(argv if argv is not None else sys.argv[1:])
     try:
-        args = ap.parse_args(argv if argv is not None else sys.argv[1:])
+        args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else 2
-    if args.concurrent and any(n < 1 for n in args.concurrent):
-        err_stream.write("zltrace bench: --concurrent takes positive thread counts\n")
-        return 2
-    if (args.requests is not None and args.requests < 1) or (
-        args.duration is not None and args.duration <= 0
-    ):
-        err_stream.write("zltrace bench: --requests and --duration must be positive\n")
+    problem = _usage_problem(args)
+    if problem is not None:
+        err_stream.write(f"zltrace bench: {problem}\n")
         return 2
     parts = list(PARTS) if args.part == "all" else [args.part]
     plan = Plan(args, parts)
@@ -123,13 +130,12 @@ def main(
     )
     started = time.monotonic()
     report: dict[str, Any] = {
-        "command": ["bench", *(argv if argv is not None else sys.argv[1:])],
+        "command": ["bench", *argv],
         "machine": machine,
         "plan": plan.as_dict(),
         "results": {},
         "checks": out.checks,
     }
-    crashed: list[str] = []
     trace_root = tempfile.mkdtemp(prefix="zltrace-bench-", dir=args.dir)
     server = BenchServer()
     try:
@@ -142,39 +148,50 @@ def main(
         with server:
             run = Run(server, os.path.join(trace_root, "traces"), plan, out)
             report["results"] = run.results
-            for part in parts:
-                try:
-                    {
-                        "latency": part_latency,
-                        "throughput": part_throughput,
-                        "memory": part_memory,
-                        "modes": part_modes,
-                    }[part](run)
-                except Exception as exc:
-                    traceback.print_exc(file=err_stream)
-                    crashed.append(part)
-                    out.check(
-                        f"bench part '{part}' ran to the end",
-                        False,
-                        "no error",
-                        f"{type(exc).__name__}: {exc}",
-                        "bench",
-                        None,
-                    )
+            _run_parts(run, parts, err_stream)
             loss_check(run.out, run.accounting)
             report["accounting"] = run.accounting
     finally:
         shutil.rmtree(trace_root, ignore_errors=True)
-    elapsed = time.monotonic() - started
+    return _finish(out, report, time.monotonic() - started, args.json)
+
+
+_PART_FUNCTIONS: dict[str, Callable[[Run], None]] = {
+    "latency": part_latency,
+    "throughput": part_throughput,
+    "memory": part_memory,
+    "modes": part_modes,
+}
+
+
+def _run_parts(run: Run, parts: list[str], err_stream: TextIO) -> None:
+    """Each part in turn; one that raises gets a failed check line and the next one runs."""
+    for part in parts:
+        try:
+            _PART_FUNCTIONS[part](run)
+        except Exception as exc:
+            traceback.print_exc(file=err_stream)
+            run.out.check(
+                f"bench part '{part}' ran to the end",
+                False,
+                "no error",
+                f"{type(exc).__name__}: {exc}",
+                "bench",
+                None,
+            )
+
+
+def _finish(out: Output, report: dict[str, Any], elapsed: float, json_path: str | None) -> int:
+    """Write the JSON report (if asked), print the summary line; the exit status."""
     report["elapsed_s"] = round(elapsed, 1)
     failed = [c for c in out.checks if not c["passed"]]
     report["passed"] = not failed
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, default=str)
             f.write("\n")
     out.line(
         f"{len(out.checks) - len(failed)}/{len(out.checks)} checks passed in "
-        f"{elapsed:.1f}s" + (f"; figures in {args.json}" if args.json else "")
+        f"{elapsed:.1f}s" + (f"; figures in {json_path}" if json_path else "")
     )
     return 1 if failed else 0

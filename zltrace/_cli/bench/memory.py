@@ -9,7 +9,16 @@ from time import perf_counter_ns
 from typing import Any
 
 from .ab import fetch
-from .plan import BYTES_256K, JSON_1K, MIB, RSS_OVER_MB, SLOPE_MAX_MB_PER_MIN, SPEC_MEMORY_MB
+from .plan import (
+    BYTES_256K,
+    GOAL,
+    JSON_1K,
+    MIB,
+    RSS_OVER_MB,
+    SLOPE_MAX_MB_PER_MIN,
+    SPEC,
+    SPEC_MEMORY_MB,
+)
 from .sides import Run, Side, TracedSide
 from .stats import current_rss, median, slope_per_s
 
@@ -59,20 +68,36 @@ def _slope_mb_per_min(points: Sequence[tuple[float, int]]) -> float:
     return slope_per_s(tail) * 60
 
 
+def _mb(v: float) -> float:
+    return round(v / MIB, 2)
+
+
 def part_memory(run: Run) -> None:
+    """RSS of a sustained bare run then a traced one, tracemalloc peaks of both; the checks."""
     p = run.plan
-    d = p.duration
     res: dict[str, Any] = {
-        "duration_s": d,
+        "duration_s": p.duration,
         "warm_up_s": p.memory_warm_s,
         "mix": "9 x 1 KB JSON + 1 x 256 KB, one thread",
     }
     run.results["memory"] = res
     if current_rss() is None:
         run.out.info("memory: /proc/self/statm is not available here; RSS figures skipped")
-
-    run.out.progress(f"memory: baseline (bare) {d:g}s at full speed")
     bare = run.bare()
+    _rss_runs(run, bare, res)
+    peaks = res["tracemalloc"] = _tracemalloc_peaks(run, bare)
+    bare.pool.close()
+    res["tracemalloc_peak_over_baseline_mb"] = round(
+        peaks["traced"]["peak_mb"] - peaks["bare"]["peak_mb"], 2
+    )
+    _check(run, res)
+
+
+def _rss_runs(run: Run, bare: Side, res: dict[str, Any]) -> None:
+    """Full speed for the plan's duration, bare then traced (each after a warm-up), RSS sampled."""
+    p = run.plan
+    d = p.duration
+    run.out.progress(f"memory: baseline (bare) {d:g}s at full speed")
     _sustain(bare, p.memory_warm_s)
     gc.collect()
     rb = _sustain(bare, d)
@@ -84,35 +109,38 @@ def part_memory(run: Run) -> None:
     trace = traced.finish()
     after = current_rss()
 
-    def mb(v: float) -> float:
-        return round(v / MIB, 2)
-
     base_max = max((v for _, v in rb["rss"]), default=0)
     traced_max = max((v for _, v in rt["rss"]), default=0)
     res["baseline"] = {
         "requests": rb["requests"],
         "elapsed_s": round(rb["elapsed_s"], 3),
-        "rss_max_mb": mb(base_max),
-        "rss_median_mb": mb(median([v for _, v in rb["rss"]])) if rb["rss"] else 0,
+        "rss_max_mb": _mb(base_max),
+        "rss_median_mb": _mb(median([v for _, v in rb["rss"]])) if rb["rss"] else 0,
         "slope_mb_per_min": round(_slope_mb_per_min(rb["rss"]), 3),
     }
     res["traced"] = {
         "requests": rt["requests"],
         "elapsed_s": round(rt["elapsed_s"], 3),
-        "rss_first_mb": mb(rt["rss"][0][1]) if rt["rss"] else 0,
-        "rss_last_mb": mb(rt["rss"][-1][1]) if rt["rss"] else 0,
-        "rss_max_mb": mb(traced_max),
+        "rss_first_mb": _mb(rt["rss"][0][1]) if rt["rss"] else 0,
+        "rss_last_mb": _mb(rt["rss"][-1][1]) if rt["rss"] else 0,
+        "rss_max_mb": _mb(traced_max),
         "slope_mb_per_min": round(_slope_mb_per_min(rt["rss"]), 3),
         "bytes_held_at_end": pre_close["bytes_held"],
         "queue_depth_at_end": pre_close["queue_depth"],
-        "rss_after_close_mb": mb(after) if after is not None else None,
-        "samples": [(round(t, 3), mb(v)) for t, v in rt["rss"]],
+        "rss_after_close_mb": _mb(after) if after is not None else None,
+        "samples": [(round(t, 3), _mb(v)) for t, v in rt["rss"]],
     }
-    res["rss_over_baseline_mb"] = mb(traced_max - base_max)
+    res["rss_over_baseline_mb"] = _mb(traced_max - base_max)
     res["trace"] = trace
 
-    # tracemalloc sub-runs: Python-level allocation peaks, bare then traced.
-    dt = p.tm_duration
+
+def _tracemalloc_peaks(run: Run, bare: Side) -> dict[str, dict[str, Any]]:
+    """Python-level allocation peaks in short runs of their own, bare then traced.
+
+    tracemalloc slows everything down, so it is never on during the RSS runs; it is stopped
+    again afterwards unless it was on before the bench started.
+    """
+    dt = run.plan.tm_duration
     run.out.progress(f"memory: tracemalloc peaks, {dt:g}s bare + {dt:g}s traced")
     was_tracing = tracemalloc.is_tracing()
     peaks = {}
@@ -130,17 +158,17 @@ def part_memory(run: Run) -> None:
         if not was_tracing:
             tracemalloc.stop()
         peaks[name] = {
-            "peak_mb": mb(peak - base_current),
-            "end_mb": mb(current - base_current),
+            "peak_mb": _mb(peak - base_current),
+            "end_mb": _mb(current - base_current),
             "requests": r["requests"],
             "slope_mb_per_min": round(_slope_mb_per_min(r["tm"]), 3),
         }
-    bare.pool.close()
-    res["tracemalloc"] = peaks
-    res["tracemalloc_peak_over_baseline_mb"] = round(
-        peaks["traced"]["peak_mb"] - peaks["bare"]["peak_mb"], 2
-    )
+    return peaks
 
+
+def _check(run: Run, res: dict[str, Any]) -> None:
+    """The spec's memory bound, the goal's bound and slope; the tracemalloc figures as info."""
+    d = res["duration_s"]
     over = res["rss_over_baseline_mb"]
     slope = res["traced"]["slope_mb_per_min"]
     run.out.check(
@@ -148,7 +176,7 @@ def part_memory(run: Run) -> None:
         over < SPEC_MEMORY_MB,
         f"< {SPEC_MEMORY_MB:g} MB",
         f"{over:.1f} MB",
-        "spec",
+        SPEC,
         over,
     )
     run.out.check(
@@ -156,7 +184,7 @@ def part_memory(run: Run) -> None:
         over <= RSS_OVER_MB,
         f"≤ {RSS_OVER_MB:g} MB",
         f"{over:.1f} MB",
-        "issue 3",
+        GOAL,
         over,
     )
     run.out.check(
@@ -164,11 +192,12 @@ def part_memory(run: Run) -> None:
         slope <= SLOPE_MAX_MB_PER_MIN,
         f"≤ {SLOPE_MAX_MB_PER_MIN:g} MB/min",
         f"{slope:+.2f} MB/min over {d:g}s",
-        "issue 3",
+        GOAL,
         slope,
     )
+    peaks = res["tracemalloc"]
     run.out.info(
         f"tracemalloc peak: traced {peaks['traced']['peak_mb']:.2f} MB, bare "
-        f"{peaks['bare']['peak_mb']:.2f} MB ({dt:g}s each); RSS max traced "
-        f"{mb(traced_max):.1f} MB, bare {mb(base_max):.1f} MB"
+        f"{peaks['bare']['peak_mb']:.2f} MB ({run.plan.tm_duration:g}s each); RSS max traced "
+        f"{res['traced']['rss_max_mb']:.1f} MB, bare {res['baseline']['rss_max_mb']:.1f} MB"
     )

@@ -9,6 +9,7 @@ from typing import Any
 from ... import SkippedLine, ZltraceWarning, read
 from ..._format import dead_letter_path
 from .output import Output
+from .plan import SPEC
 
 
 def verify_trace(path: str) -> dict[str, Any]:
@@ -52,4 +53,4 @@ def loss_check(out: Output, acc: list[dict[str, Any]]) -> None:
     pct = 100.0 * lost / requests if requests else 0.0
     detail = f"{pct:.3f}% ({complete}/{requests} exchanges complete on disk"
     detail += f"; mismatch in: {', '.join(bad)})" if bad else ", bodies all there)"
-    out.check("Data loss", not bad and lost == 0, "0%", detail, "spec", pct)
+    out.check("Data loss", not bad and lost == 0, "0%", detail, SPEC, pct)
