@@ -42,9 +42,6 @@ CALLER_PER_REQUEST_US = 5.0
 CAPACITY_STEPS_MBPS: tuple[float | None, ...] = (50, 100, 200, 300, None)  # None: no pacing
 
 
-# --------------------------------------------------------------------------- plan
-
-
 class Plan:
     """How much of everything to do; ``--quick`` and the flags scale it."""
 

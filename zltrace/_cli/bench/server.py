@@ -4,8 +4,8 @@ The server runs in a separate process (started by ``serverproc.BenchServer``) so
 competes with the benchmark process for the GIL. This file is that process's program: it runs
 as a script in isolated mode and so imports nothing but the standard library. It is built on a
 low-level :class:`asyncio.Protocol` with minimal request parsing and canned responses prebuilt
-as bytes and cached per request target, so one core can serve tens of thousands of small
-responses per second.
+as bytes and cached per request target, so that the server, not the client, is never what
+limits a measurement.
 
 Routes (``GET`` or ``POST``; ``Content-Length`` request bodies are read and discarded):
 
