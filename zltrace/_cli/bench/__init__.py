@@ -12,10 +12,14 @@ Method (the same in every part):
   its p50 is the median of the pairs. The caller thread's CPU time (``thread_time_ns``) is
   taken around the same requests: traced - bare is what capture costs on the caller thread.
 - Every traced request is accounted for: after each scenario the tracer is closed and its
-  trace file is read back (one line per exchange, outcome ``complete``, body sizes equal to
-  what the client read, side-file bodies inside the side file). Missing ones are data loss.
+  trace is read back with :func:`zltrace.read` (one exchange per request, outcome
+  ``complete``, body sizes equal to what the client read, no line skipped). Missing ones are
+  data loss.
 - Trace files go to a temporary directory that is deleted afterwards. The tracer runs with
   its default settings (not from the environment), signal handlers off.
+
+The bench uses zltrace's documented seams; the two figures that have none yet reach in through
+``seams.py`` alone.
 
 Nothing here changes process-wide settings (switch interval, GC thresholds). ``tracemalloc``
 is started only for the memory part's own sub-runs and stopped after them.

@@ -44,9 +44,11 @@ class Samples:
 
     @property
     def n(self) -> int:
+        """Rounds completed."""
         return len(self.ttlb[0])
 
     def added(self, which: str, side: int) -> list[int]:
+        """Per round: side ``side`` minus the bare side, of ``ttfb``, ``ttlb`` or ``cpu``."""
         series = getattr(self, which)
         return [t - b for t, b in zip(series[side], series[0])]
 
@@ -101,6 +103,7 @@ def interleave(
 
 
 def warm(sides: Sequence[Side], path: str, n: int) -> None:
+    """Untimed rounds over the sides: connections open, code paths and caches warm."""
     for _ in range(n):
         for side in sides:
             _, _, _, nbytes = fetch(side.pool, path)
@@ -108,6 +111,7 @@ def warm(sides: Sequence[Side], path: str, n: int) -> None:
 
 
 def summarise(s: Samples, side: int) -> dict[str, Any]:
+    """Distributions of one interleaved run, side ``side`` against the bare side 0."""
     ttlb_t, ttlb_b = s.ttlb[side], s.ttlb[0]
     return {
         "pairs": s.n,

@@ -31,12 +31,14 @@ class Output:
         return s.encode("ascii", "replace").decode("ascii")
 
     def progress(self, msg: str) -> None:
+        """A progress line on stderr, stamped with the time since the start."""
         self.err.write(self._text(f"[bench {time.monotonic() - self.t0:5.1f}s] {msg}\n"))
         self.err.flush()
 
     def check(
         self, name: str, passed: bool, target: str, actual: str, source: str, value: float | None
     ) -> None:
+        """A PASS/FAIL line on stdout; the check is kept for the JSON."""
         self.checks.append(
             {
                 "name": name,
@@ -53,12 +55,15 @@ class Output:
         self.line(f"{mark} {name}: {target} target, {actual} actual")
 
     def info(self, text: str) -> None:
+        """A figure without a target, on stdout."""
         self.line((f"{_INFO}  INFO " if self.fancy else "INFO ") + text)
 
     def line(self, text: str) -> None:
+        """One line on stdout (ASCII stand-ins where the stream cannot encode the signs)."""
         self.out.write(self._text(text) + "\n")
         self.out.flush()
 
 
 def fmt_us(v: float) -> str:
+    """Microseconds for a check line: µs below a millisecond, ms above."""
     return f"{v:.1f}µs" if abs(v) < 1000 else f"{v / 1000:.2f}ms"

@@ -74,4 +74,5 @@ class Plan:
         self.modes_sse = max(6, n // 60)
 
     def as_dict(self) -> dict[str, Any]:
+        """The plan as the JSON's ``plan``."""
         return dict(vars(self))

@@ -41,6 +41,7 @@ class BenchServer:
 
     @property
     def url(self) -> str:
+        """``http://host:port`` of the running server."""
         if not self.port:
             raise RuntimeError("BenchServer is not started")
         return f"http://{self.host}:{self.port}"

@@ -31,12 +31,14 @@ class Side:
         self._lock = threading.Lock()
 
     def count(self, requests: int, body_bytes: int) -> None:
+        """Add what went through the pool (thread-safe: throughput threads share a side)."""
         with self._lock:
             self.requests += requests
             self.body_bytes += body_bytes
 
 
 def new_pool(server: BenchServer, maxsize: int) -> urllib3.HTTPConnectionPool:
+    """A bare keep-alive pool on the bench server (blocking when shared by threads)."""
     return urllib3.HTTPConnectionPool(server.host, server.port, maxsize=maxsize, block=maxsize > 1)
 
 
@@ -55,6 +57,7 @@ class TracedSide(Side):
         self.finished: dict[str, Any] | None = None
 
     def worker_cpu_ns(self) -> int | None:
+        """The worker thread's CPU time so far, or None where it cannot be read."""
         return self.worker_clock() if self.worker_clock is not None else None
 
     def finish(self) -> dict[str, Any]:
@@ -109,11 +112,13 @@ class CallerOnlySide(Side):
         self.usable = divert_events(self.tracer, self.sink.put)
 
     def drain(self) -> None:
+        """Drop the queued events."""
         with contextlib.suppress(queue.Empty):
             while True:
                 self.sink.get_nowait()
 
     def close(self) -> None:
+        """Close the tracer and the pool, delete the trace."""
         self.drain()
         self.tracer.close(timeout=10)
         self.pool.close()
@@ -128,6 +133,7 @@ def remove_trace(path: str) -> None:
 
 
 def public_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """``Tracer.stats()`` without the trace path (a temporary file, deleted)."""
     return {k: v for k, v in stats.items() if k != "path"}
 
 
@@ -143,4 +149,5 @@ class Run:
         self.results: dict[str, Any] = {}
 
     def bare(self, maxsize: int = 1, label: str = "bare") -> Side:
+        """A new bare side on the bench server."""
         return Side(new_pool(self.server, maxsize), label)
