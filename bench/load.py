@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import urllib3
 
 from zltrace import Config, Tracer
-from zltrace._cli.benchserver import BenchServer
+from zltrace._cli.bench.serverproc import BenchServer
 
 
 def main() -> int:

@@ -42,17 +42,12 @@ import urllib3
 from urllib3.connectionpool import HTTPConnectionPool
 
 from zltrace import Config, Tracer
-from zltrace._cli.bench import (
-    BYTES_256K,
-    JSON_1K,
-    SSE,
-    Side,
-    dist_us,
-    interleave,
-    verify_trace,
-    warm,
-)
-from zltrace._cli.benchserver import BenchServer
+from zltrace._cli.bench.ab import interleave, warm
+from zltrace._cli.bench.plan import BYTES_256K, JSON_1K, SSE
+from zltrace._cli.bench.serverproc import BenchServer
+from zltrace._cli.bench.sides import Side
+from zltrace._cli.bench.stats import dist_us
+from zltrace._cli.bench.verify import verify_trace
 
 
 class BarePool(HTTPConnectionPool):

@@ -7,7 +7,7 @@ OUT=${1:-bench-out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 bench() {
-    "$PY" -c "import sys; from zltrace._cli.bench import main; sys.exit(main(sys.argv[1:]))" "$@" || true
+    "$PY" -m zltrace bench "$@" || true
 }
 bench latency --requests 20000 --json "$OUT/latency.json" | tee "$OUT/latency.txt"
 bench throughput --concurrent 1 16 100 --json "$OUT/throughput.json" | tee "$OUT/throughput.txt"

@@ -39,7 +39,8 @@ import urllib3
 import zltrace
 import zltrace._capture.tee as T
 import zltrace._pipeline.worker as W
-from zltrace._cli.benchserver import BenchServer
+from zltrace._cli.bench.seams import worker_thread
+from zltrace._cli.bench.serverproc import BenchServer
 from zltrace._pipeline.events import DATA, EOF, HEAD, SEND, START
 
 _header = struct.Struct("<BIQI").pack  # kind, exchange, perf_counter_ns, payload length
@@ -162,8 +163,8 @@ def load(seconds: float, traced: bool) -> None:
         if traced:
             tracer = zltrace.Tracer(zltrace.Config(dir=tempfile.mkdtemp(), handle_signals=False))
             pool = tracer.wrap(pool)
-            worker = next(t for t in threading.enumerate() if t.name.startswith("zltrace-w"))
-            assert worker.native_id is not None
+            worker = worker_thread(tracer)
+            assert worker is not None and worker.native_id is not None
             wt = worker.native_id
         for _ in range(200):
             pool.request("GET", "/json?size=1024")

@@ -167,11 +167,10 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace, rest: list[str]) -> int:
+def _bench(argv: list[str]) -> int:
     from .bench import main as bench_main
 
-    status: int = bench_main(rest)
-    return status
+    return bench_main(argv)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -226,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:
         # bench has its own parser (subcommands and flags of its own).
-        return _bench(argparse.Namespace(), args_list[1:])
+        return _bench(args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)
     if args.command == "config":

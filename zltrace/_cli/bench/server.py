@@ -1,9 +1,11 @@
 r"""Fast loopback HTTP/1.1 keep-alive server for ``python -m zltrace bench`` (stdlib only).
 
-The server runs in a separate process (see :class:`BenchServer`) so that it never competes
-with the benchmark process for the GIL.  It is built on a low-level :class:`asyncio.Protocol`
-with minimal request parsing and canned responses prebuilt as bytes and cached per request
-target, so one core can serve tens of thousands of small responses per second.
+The server runs in a separate process (started by ``serverproc.BenchServer``) so that it never
+competes with the benchmark process for the GIL. This file is that process's program: it runs
+as a script in isolated mode and so imports nothing but the standard library. It is built on a
+low-level :class:`asyncio.Protocol` with minimal request parsing and canned responses prebuilt
+as bytes and cached per request target, so that the server, not the client, is never what
+limits a measurement.
 
 Routes (``GET`` or ``POST``; ``Content-Length`` request bodies are read and discarded):
 
@@ -14,7 +16,7 @@ Routes (``GET`` or ``POST``; ``Content-Length`` request bodies are read and disc
   ``data: <S bytes>\n\n`` event, G milliseconds between events (all at once if G == 0).
 * anything else -- 404.
 
-Command line: ``python -m zltrace._cli.benchserver --port 0`` binds 127.0.0.1, prints
+Command line: ``python -m zltrace._cli.bench.server --port 0`` binds 127.0.0.1, prints
 ``PORT <n>`` as its first stdout line and serves until SIGTERM/SIGINT.
 """
 
@@ -28,15 +30,12 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
-from types import TracebackType
-from typing import IO, NamedTuple, cast, final
+from typing import NamedTuple, cast
 from urllib.parse import parse_qs
 
-__all__ = ["BenchServer", "main"]
+__all__ = ["HOST", "main"]
 
 HOST = "127.0.0.1"
 
@@ -477,7 +476,7 @@ async def _serve(port: int, exit_on_stdin_eof: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark server until SIGTERM/SIGINT; print ``PORT <n>`` once listening."""
     parser = argparse.ArgumentParser(
-        prog="python -m zltrace._cli.benchserver",
+        prog="python -m zltrace._cli.bench.server",
         description="Fast loopback HTTP/1.1 server for the zltrace benchmark.",
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any)")
@@ -490,122 +489,6 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):  # SIGINT where no signal handler is possible
         asyncio.run(_serve(args.port, args.exit_on_stdin_eof))
     return 0
-
-
-@final
-class BenchServer:
-    """Runs the benchmark server in a child process.
-
-    Usage::
-
-        with BenchServer() as server:
-            pool = urllib3.HTTPConnectionPool(server.host, server.port)
-            pool.request("GET", "/json?size=1024")
-    """
-
-    host: str = HOST
-
-    def __init__(self) -> None:
-        self.port: int = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        if not self.port:
-            raise RuntimeError("BenchServer is not started")
-        return f"http://{self.host}:{self.port}"
-
-    @staticmethod
-    def _command() -> tuple[list[str], dict[str, str] | None]:
-        flags = ["--port", "0", "--exit-on-stdin-eof"]
-        path = os.path.abspath(__file__)
-        if os.path.isfile(path):
-            # Run the file itself in isolated mode: the child needs no zltrace import (no
-            # package side effects) and its directory is not put on sys.path.
-            return [sys.executable, "-I", path, *flags], None
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        return [sys.executable, "-m", "zltrace._cli.benchserver", *flags], env
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Launch the child process and wait until it reports its port."""
-        if self._proc is not None:
-            raise RuntimeError("BenchServer is already started")
-        command, env = self._command()
-        # Lives until stop(): the child's stderr, shown if it fails to start.
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-        )
-        self._proc = proc
-        lines: list[bytes] = []
-
-        def read_port_line() -> None:
-            if proc.stdout is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    lines.append(proc.stdout.readline())
-
-        reader = threading.Thread(target=read_port_line, name="benchserver-port", daemon=True)
-        reader.start()
-        reader.join(timeout)
-        line = lines[0] if lines else b""
-        words = line.split()
-        if len(words) == 2 and words[0] == b"PORT" and words[1].isdigit():
-            self.port = int(words[1])
-            return
-        detail = "timed out" if reader.is_alive() else f"got {line!r}"
-        stderr = self._read_stderr()
-        self.stop()
-        message = f"bench server failed to start ({detail})"
-        raise RuntimeError(f"{message}:\n{stderr}" if stderr else message)
-
-    def _read_stderr(self) -> str:
-        if self._stderr is None:
-            return ""
-        try:
-            self._stderr.seek(0)
-            return self._stderr.read().decode(errors="replace").strip()
-        except (OSError, ValueError):
-            return ""
-
-    def stop(self) -> None:
-        """Terminate the child process (SIGTERM, then kill after 5 s) and wait for it."""
-        proc, self._proc = self._proc, None
-        self.port = 0
-        if proc is not None:
-            if proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5.0)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-    def __enter__(self) -> BenchServer:
-        if self._proc is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 if __name__ == "__main__":
