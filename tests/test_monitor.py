@@ -14,20 +14,17 @@ from hypothesis import strategies as st
 import zltrace
 from zltrace._capture import pool as _pool
 from zltrace._capture import tee as _tee
+from zltrace._capture.probe import FIXED_HOOKS, HookCosts, probe_hooks
 from zltrace._monitor.endpoints import State, metrics_text
-from zltrace._monitor.monitor import (
-    FIXED_HOOKS,
+from zltrace._monitor.histogram import (
     LOWER,
     NBUCKETS,
     UPPER,
-    Gauges,
     Histogram,
-    HookCosts,
-    PerformanceMonitor,
     WindowedHistogram,
     bucket_of,
-    probe_hooks,
 )
+from zltrace._monitor.monitor import Gauges, PerformanceMonitor
 from zltrace._pipeline import events as _events
 from zltrace._pipeline.assembler import Finished
 

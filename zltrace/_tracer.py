@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import secrets
@@ -14,12 +13,13 @@ from itertools import count
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import _state
+from . import _lifecycle
 from ._capture.pool import wrap_target
+from ._capture.probe import probe_hooks
 from ._monitor.monitor import Gauges, PerformanceMonitor
 from ._pipeline.assembler import Assembler, Finished
 from ._pipeline.budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
-from ._pipeline.events import DATA, capture_failures
+from ._pipeline.events import DATA, capture_failed, capture_failures
 from ._pipeline.redact import Redactor
 from ._pipeline.worker import Worker
 from ._pipeline.writer import Opener, TraceWriter
@@ -29,7 +29,6 @@ from .exceptions import ConfigError, ZltraceWarning
 if TYPE_CHECKING:
     from ._monitor.endpoints import EndpointServer, State
 
-log = logging.getLogger("zltrace")
 
 _seq = count(1)
 
@@ -62,7 +61,7 @@ class Tracer:
         self._callbacks: list[Callable[[Any], Any]] = []
         self._setup()
         self._endpoint = self._start_endpoint()
-        _state.register(self)
+        _lifecycle.register(self, handle_signals=config.handle_signals)
 
     def _setup(self) -> None:
         cfg = self.config
@@ -89,7 +88,11 @@ class Tracer:
         self._put: Callable[[tuple[Any, ...]], None]
         self._worker: Worker | None = None
         self._monitor = PerformanceMonitor(
-            cfg, self._gauges, perf_offset_ns=perf0 - wall0, callbacks=self._callbacks
+            cfg,
+            self._gauges,
+            perf_offset_ns=perf0 - wall0,
+            callbacks=self._callbacks,
+            probe=probe_hooks,
         )
         self.mode = "standard"
         if not cfg.enabled:
@@ -108,7 +111,7 @@ class Tracer:
                 on_crash=self._worker_crashed,
                 budget=self._budget,
                 on_pressure=self._pressure,
-                monitor=self._monitor,
+                observer=self._monitor,
             )
             try:
                 worker.start()
@@ -175,11 +178,11 @@ class Tracer:
             # for the same stop; the tracer stays registered until the stop is done.
             ok = worker.stop(timeout) if worker.alive or not already else True
             if not worker.thread.is_alive():
-                _state.unregister(self)
+                _lifecycle.unregister(self)
             return ok and self._writer.records_lost == 0
         if already:
             return True
-        _state.unregister(self)
+        _lifecycle.unregister(self)
         # Standard mode: if a signal handler interrupted _sync_put on this very thread, the
         # lock is ours already and waiting would deadlock; in-flight exchanges then stay
         # unwritten (finished ones were written when they ended).
@@ -302,8 +305,6 @@ class Tracer:
                 finally:
                     self._sync_owner = None
         except Exception as exc:
-            from ._pipeline.events import capture_failed
-
             capture_failed("standard-mode write", exc)
 
     def _pressure(self, on: bool) -> None:

@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 from .._version import __version__
 
 if TYPE_CHECKING:
-    from .monitor import Histogram, PerformanceMonitor
+    from .histogram import Histogram
+    from .monitor import PerformanceMonitor
 
 log = logging.getLogger("zltrace.monitor")
 
