@@ -21,7 +21,7 @@ import weakref
 from types import FrameType
 from typing import Any, Protocol
 
-log = logging.getLogger("zltrace")
+log = logging.getLogger(__name__)
 
 #: Total time budget for flushing every tracer at exit or on a signal.
 EXIT_TIMEOUT_S = 5.0

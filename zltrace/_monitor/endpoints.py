@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .histogram import Histogram
     from .monitor import PerformanceMonitor
 
-log = logging.getLogger("zltrace.monitor")
+log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/health/zero-latency"
 METRICS_PATH = "/metrics"

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .._pipeline.assembler import Finished
     from ..config import Config
 
-log = logging.getLogger("zltrace.monitor")
+log = logging.getLogger(__name__)
 
 #: The figures are medians over this many latest probes: one probe that a burst of other
 #: work slowed down does not set them alone.

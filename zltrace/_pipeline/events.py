@@ -28,7 +28,7 @@ START, SEND, HEAD, DATA, EOF, CLOSE, ERROR = range(7)
 #: Exchange numbers, unique in the process (``next()`` on it is atomic under the GIL).
 exchange_ids = itertools.count(1)
 
-log = logging.getLogger("zltrace")
+log = logging.getLogger(__name__)
 
 _failures: dict[str, int] = {}
 _failures_lock = ForkSafeLock()

@@ -54,7 +54,7 @@ from .budget import Budget
 from .observer import NULL_OBSERVER, WorkerObserver
 from .writer import TraceWriter
 
-log = logging.getLogger("zltrace")
+log = logging.getLogger(__name__)
 
 GATHER_S = 0.002
 SLICE_NS = 50_000
