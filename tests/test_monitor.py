@@ -15,6 +15,7 @@ import zltrace
 from zltrace._capture import pool as _pool
 from zltrace._capture import tee as _tee
 from zltrace._capture.probe import FIXED_HOOKS, HookCosts, probe_hooks
+from zltrace._monitor.counters import Counters
 from zltrace._monitor.endpoints import State, metrics_text
 from zltrace._monitor.histogram import (
     LOWER,
@@ -283,7 +284,8 @@ def test_metrics_expose_the_probed_hook_costs() -> None:
     """/metrics text: gauges for the per-read and the fixed per-exchange hook costs."""
     m = PerformanceMonitor(zltrace.Config(), clock=Clock(), probe=lambda: costs(300, 200, 700))
     m.tick()
-    lines = metrics_text(State("zero-latency", m, True)).splitlines()
+    counters = Counters(mode="zero-latency", worker_alive=True)
+    lines = metrics_text(State(counters, m)).splitlines()
     fixed = (200 * (len(FIXED_HOOKS) - 1) + 700) / 1e9
     assert f"zltrace_fixed_hooks_cost_seconds {fixed!r}" in lines
     assert "# TYPE zltrace_fixed_hooks_cost_seconds gauge" in lines

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import _lifecycle
 from ._capture.pool import wrap_target
 from ._capture.probe import probe_hooks
+from ._monitor.counters import Counters
 from ._monitor.monitor import Gauges, PerformanceMonitor
 from ._pipeline.assembler import Assembler, Finished
 from ._pipeline.budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
@@ -221,51 +222,55 @@ class Tracer:
         self._callbacks.append(fn)
 
     def stats(self) -> dict[str, Any]:
-        """Counters and gauges of this tracer, as a plain dict."""
+        """Counters and gauges of this tracer, as a plain dict (keys: ``Counters``' fields,
+        then ``meets_target``, ``alerts_active`` and the monitor's ``performance`` figures)."""
+        return {**self._counters().as_dict(), **self._monitor_stats()}
+
+    def _counters(self) -> Counters:
         w = self._worker
         writer = self._writer
-        return {
-            "mode": self.mode,
-            "path": writer.path,
-            "closed": self._closed,
-            "worker_alive": bool(w and w.alive),
-            "worker_crashed": w.crashed if w else None,
-            "queue_depth": self._queue.qsize() if w else 0,
-            "open_exchanges": self._assembler.open_count,
-            "exchanges_finished": w.exchanges if w else writer.records_written,
-            "records_written": writer.records_written,
-            "records_pending": writer.pending,
-            "records_lost": writer.records_lost,
-            "bytes_written": writer.bytes_written,
-            "bytes_held": self._assembler.bytes_held,
-            "batches_written": writer.batches,
-            "memory_budget": self._budget.limit,
-            "memory_held": self._budget.held,
-            "memory_held_peak": self._budget.peak,
-            "memory_utilisation": round(self._budget.utilisation, 4),
-            "budget_trims": self._budget.trims,
-            "budget_spilled_bytes": self._budget.spilled_bytes,
-            "budget_throttles": self._budget.throttles,
-            "budget_throttled": self._budget.throttled,
-            "body_bytes_dropped": self._budget.dropped_bytes,
-            "write_errors": writer.write_errors,
-            "last_write_error": writer.last_error,
-            "write_retries": writer.retries,
-            "dead_lettered_batches": writer.dead_lettered_batches,
-            "dead_lettered_records": writer.dead_lettered_records,
-            "redriven_records": writer.redriven_records,
-            "writer_mode": writer.mode,
-            "degradations": writer.degradations,
-            "files_recreated": writer.files_recreated,
-            "events_processed": w.events if w else None,
-            "worker_wakeups": w.wakeups if w else None,
-            "worker_max_slice_ns": w.max_slice_ns if w else None,
-            "worker_catchups": w.catchups if w else None,
-            "after_close_events": self._after_close_events,
-            "dropped_events": self._dropped_events,
-            "capture_failures": sum(capture_failures().values()),
-            **self._monitor_stats(),
-        }
+        budget = self._budget
+        return Counters(
+            mode=self.mode,
+            path=writer.path,
+            closed=self._closed,
+            worker_alive=bool(w and w.alive),
+            worker_crashed=w.crashed if w else None,
+            queue_depth=self._queue.qsize() if w else 0,
+            open_exchanges=self._assembler.open_count,
+            exchanges_finished=w.exchanges if w else writer.records_written,
+            records_written=writer.records_written,
+            records_pending=writer.pending,
+            records_lost=writer.records_lost,
+            bytes_written=writer.bytes_written,
+            bytes_held=self._assembler.bytes_held,
+            batches_written=writer.batches,
+            memory_budget=budget.limit,
+            memory_held=budget.held,
+            memory_held_peak=budget.peak,
+            memory_utilisation=round(budget.utilisation, 4),
+            budget_trims=budget.trims,
+            budget_spilled_bytes=budget.spilled_bytes,
+            budget_throttles=budget.throttles,
+            budget_throttled=budget.throttled,
+            body_bytes_dropped=budget.dropped_bytes,
+            write_errors=writer.write_errors,
+            last_write_error=writer.last_error,
+            write_retries=writer.retries,
+            dead_lettered_batches=writer.dead_lettered_batches,
+            dead_lettered_records=writer.dead_lettered_records,
+            redriven_records=writer.redriven_records,
+            writer_mode=writer.mode,
+            degradations=writer.degradations,
+            files_recreated=writer.files_recreated,
+            events_processed=w.events if w else None,
+            worker_wakeups=w.wakeups if w else None,
+            worker_max_slice_ns=w.max_slice_ns if w else None,
+            worker_catchups=w.catchups if w else None,
+            after_close_events=self._after_close_events,
+            dropped_events=self._dropped_events,
+            capture_failures=sum(capture_failures().values()),
+        )
 
     def __enter__(self) -> Tracer:
         return self
@@ -292,7 +297,7 @@ class Tracer:
                     asm.handle(ev, out)
                     self._budget.update(asm.bytes_held + self._writer.pending_bytes)
                     if asm.bytes_held > self._budget.high:
-                        # Same policy as the worker's (see _budget.py), on this thread.
+                        # Same policy as the worker's (see _pipeline/budget.py), on this thread.
                         self._budget.spill(asm, self._writer, self._budget.low)
                     if out:
                         self._monitor.finished(out)
@@ -354,7 +359,7 @@ class Tracer:
         self._lifecycle = threading.RLock()
         self._setup()
 
-    # -- monitoring (figures in _monitor.py, rules in _alerts.py, HTTP in _endpoints.py) -------
+    # -- monitoring (figures: _monitor/monitor.py, rules: alerts.py, HTTP: endpoints.py) -------
 
     def _gauges(self) -> Gauges:
         w = self._worker
@@ -381,20 +386,7 @@ class Tracer:
     def _endpoint_state(self) -> State:
         from ._monitor.endpoints import State
 
-        w = self._worker
-        ok = self.mode != "zero-latency" or bool(w and w.alive and not w.crashed)
-        writer, budget = self._writer, self._budget
-        faults = {
-            "write_retries": writer.retries,
-            "dead_lettered_records": writer.dead_lettered_records,
-            "redriven_records": writer.redriven_records,
-            "degradations": writer.degradations,
-            "writer_degraded": int(writer.mode != "batched"),
-            "budget_spilled_bytes": budget.spilled_bytes,
-            "budget_throttles": budget.throttles,
-            "body_bytes_dropped": budget.dropped_bytes,
-        }
-        return State(self.mode, self._monitor, ok, sum(capture_failures().values()), faults)
+        return State(self._counters(), self._monitor)
 
     def _start_endpoint(self) -> EndpointServer | None:
         cfg = self.config
