@@ -267,8 +267,9 @@ def test_on_degradation_is_called_from_the_worker_and_a_failure_breaks_nothing(
 
     tracer.on_degradation(broken)
     tracer.on_degradation(good)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as info:
         tracer.on_degradation("not callable")  # type: ignore[arg-type]
+    assert isinstance(info.value, zltrace.ZltraceError)
     with ScriptedServer([response(200, b"y" * 100)] * 40) as srv:
         pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
         with caplog.at_level(logging.ERROR, logger=ALERT_LOGGER):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import _lifecycle
 from ._capture.pool import wrap_target
 from ._capture.probe import probe_hooks
+from ._monitor.alerts import Alert
 from ._monitor.counters import Counters
 from ._monitor.monitor import Gauges, PerformanceMonitor
 from ._pipeline.assembler import Assembler, Finished
@@ -25,7 +26,7 @@ from ._pipeline.redact import Redactor
 from ._pipeline.worker import Worker
 from ._pipeline.writer import Opener, TraceWriter
 from .config import Config
-from .exceptions import ConfigError, ZltraceWarning
+from .exceptions import ConfigError, NotCallableError, ZltraceWarning
 
 if TYPE_CHECKING:
     from ._monitor.endpoints import EndpointServer, State
@@ -59,7 +60,7 @@ class Tracer:
         self._after_close_events = 0
         self._dropped_events = 0
         #: ``on_degradation`` callbacks (kept across the rebuild in a forked child).
-        self._callbacks: list[Callable[[Any], Any]] = []
+        self._callbacks: list[Callable[[Alert], Any]] = []
         self._setup()
         self._endpoint = self._start_endpoint()
         _lifecycle.register(self, handle_signals=config.handle_signals)
@@ -211,14 +212,15 @@ class Tracer:
         endpoint = self._endpoint
         return endpoint.url if endpoint is not None else None
 
-    def on_degradation(self, fn: Callable[[Any], Any]) -> None:
+    def on_degradation(self, fn: Callable[[Alert], Any]) -> None:
         """Call ``fn(alert)`` (a :class:`zltrace.Alert`) when an alert fires or clears.
 
         Called on the worker thread: keep it short. An exception it raises is logged on
-        ``zltrace.monitor`` and changes nothing else.
+        ``zltrace.monitor`` and changes nothing else. A ``fn`` that is not callable raises
+        :class:`zltrace.exceptions.NotCallableError` (a ``TypeError``).
         """
         if not callable(fn):
-            raise TypeError(f"on_degradation() takes a callable, got {fn!r}")
+            raise NotCallableError(f"on_degradation() takes a callable, got {fn!r}")
         self._callbacks.append(fn)
 
     def stats(self) -> dict[str, Any]:

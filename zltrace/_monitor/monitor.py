@@ -40,7 +40,7 @@ import attrs
 
 from .._pipeline.events import FIXED_HOOKS, HookCosts
 from .._util import rss_bytes
-from .alerts import AlertEngine, default_rules
+from .alerts import Alert, AlertEngine, default_rules
 from .histogram import Histogram, WindowedHistogram, bucket_of
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class PerformanceMonitor:
         *,
         clock: Callable[[], float] = time.monotonic,
         perf_offset_ns: int = 0,
-        callbacks: list[Callable[[Any], None]] | None = None,
+        callbacks: list[Callable[[Alert], Any]] | None = None,
         slot_s: float = 10.0,
         slots: int = 6,
         probe: Callable[[], HookCosts] | None = None,
