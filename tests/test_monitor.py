@@ -393,7 +393,15 @@ def test_real_tracer_reports_added_time_lag_and_holds(trace_dir: Path) -> None:
     # Each GET went through the fixed hooks and at least one body read.
     assert perf["added_run_p50_ns"] >= perf["fixed_hooks_ns"] + perf["hook_ns"]
     assert perf["lag_max_ns"] > 0
-    assert stats["meets_target"] == perf["meets_target"]
+    # stats() carries the monitor's verdict, and the verdict follows the targets.
+    assert (
+        stats["meets_target"]
+        is perf["meets_target"]
+        is (
+            perf["added_p95_ns"] < perf["target_p95_ns"]
+            and perf["memory_bytes"] < perf["target_memory_bytes"]
+        )
+    )
     assert isinstance(stats["alerts_active"], list)
     assert perf["rss_bytes"] is None or perf["rss_bytes"] > 0
 
