@@ -160,8 +160,8 @@ def _make_request_explicit(
     """``TracedPoolMixin._make_request`` for pools with urllib3 2.x's own signature.
 
     The arguments are passed on by position: re-packing them through ``*args, **kwargs``
-    cost ~0.8 us per request (a 9-keyword call, 3.11: 354 ns forwarded by name and position,
-    1147 ns through ``*args, **kwargs``). The defaults are urllib3's own (set below).
+    costs several times as much on every request (``bench/README.md``, micro-measurements).
+    The defaults are urllib3's own (set below).
     """
     self._zl_start(conn, method, url, retries)
     try:
