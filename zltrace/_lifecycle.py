@@ -62,21 +62,21 @@ def live_tracers() -> list[Managed]:
 
 def close_all(timeout: float = EXIT_TIMEOUT_S) -> None:
     """Close every live tracer within ``timeout`` seconds in total."""
-    deadline = time.monotonic() + timeout
-    for tracer in live_tracers():
-        try:
-            tracer.close(max(0.0, deadline - time.monotonic()))
-        except Exception:
-            log.exception("zltrace: closing %r failed", tracer)
+    _each("close", "closing", timeout)
 
 
 def flush_all(timeout: float = EXIT_TIMEOUT_S) -> None:
+    """Flush every live tracer within ``timeout`` seconds in total."""
+    _each("flush", "flushing", timeout)
+
+
+def _each(method: str, doing: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for tracer in live_tracers():
         try:
-            tracer.flush(max(0.0, deadline - time.monotonic()))
+            getattr(tracer, method)(max(0.0, deadline - time.monotonic()))
         except Exception:
-            log.exception("zltrace: flushing %r failed", tracer)
+            log.exception("zltrace: %s %r failed", doing, tracer)
 
 
 def _after_fork_in_child() -> None:

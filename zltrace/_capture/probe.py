@@ -26,6 +26,7 @@ equivalent, at the interpreter's current speed (CPU contention, frequency scalin
 from __future__ import annotations
 
 import http.client
+import inspect
 import io
 import itertools
 import queue
@@ -87,26 +88,30 @@ class _BarePool:
         return None
 
 
-class _BareExplicitPool(_BarePool):
-    """urllib3 2.x's ``_make_request`` signature: the bare call binds its keywords as the real
-    one does (a ``**kwargs`` stub would charge the bare side for packing them)."""
+def _does_nothing_like(fn: Any) -> Any:
+    """A function that returns None and takes exactly ``fn``'s parameters, defaults included.
 
-    def _make_request(  # type: ignore[override]
-        self,
-        conn: Any,
-        method: str,
-        url: str,
-        body: Any = None,
-        headers: Any = None,
-        retries: Any = None,
-        timeout: Any = None,
-        chunked: bool = False,
-        response_conn: Any = None,
-        preload_content: bool = True,
-        decode_content: bool = True,
-        enforce_content_length: bool = True,
-    ) -> Any:
-        return None
+    Generated (as ``collections.namedtuple`` generates its ``__new__``) so that a bare call
+    binds its arguments as the real one does: a ``*args, **kwargs`` stub would charge the
+    bare side for packing them, and a hand-written copy of the parameters could drift.
+    """
+    params = list(inspect.signature(fn).parameters.values())
+    ns: dict[str, Any] = {}
+    source = []
+    for i, p in enumerate(params):
+        if p.default is p.empty:
+            source.append(p.name)
+        else:
+            ns[f"_default_{i}"] = p.default
+            source.append(f"{p.name}=_default_{i}")
+    exec(f"def {fn.__name__}({', '.join(source)}):\n    return None", ns)
+    return ns[fn.__name__]
+
+
+class _BareExplicitPool(_BarePool):
+    """urllib3 2.x's ``_make_request`` signature, which the traced pool forwards by position."""
+
+    _make_request = _does_nothing_like(_pool._make_request_explicit)
 
 
 class _BareConnection:

@@ -2,7 +2,7 @@
 
 :class:`Counters` is the one place a figure is named, typed and described. ``Tracer.stats()``
 is :meth:`Counters.as_dict` plus the monitor's figures; a field that ``/metrics`` exposes
-says so in its metadata (:func:`metric`), and ``/metrics`` derives those families from the
+is declared with :func:`_exposed`, and ``/metrics`` derives those families from the
 fields; ``/health`` reads :attr:`Counters.worker_ok`. A new counter is one field here.
 """
 
@@ -24,9 +24,9 @@ class Metric(NamedTuple):
     help: str
 
 
-def metric(name: str, kind: str, help_text: str) -> dict[str, Metric]:
-    """Field metadata: expose this field on ``/metrics`` as ``name``."""
-    return {_METRIC: Metric(name, kind, help_text)}
+def _exposed(name: str, kind: str, help_text: str) -> Any:
+    """A counter field (0 by default) that ``/metrics`` exposes as ``name``."""
+    return attrs.field(default=0, metadata={_METRIC: Metric(name, kind, help_text)})
 
 
 @attrs.frozen(kw_only=True)
@@ -52,60 +52,39 @@ class Counters:
     memory_held_peak: int = 0
     memory_utilisation: float = 0.0
     budget_trims: int = 0
-    budget_spilled_bytes: int = attrs.field(
-        default=0,
-        metadata=metric(
-            "zltrace_budget_spilled_bytes_total",
-            "counter",
-            "In-flight body bytes spilled to the side file",
-        ),
+    budget_spilled_bytes: int = _exposed(
+        "zltrace_budget_spilled_bytes_total",
+        "counter",
+        "In-flight body bytes spilled to the side file",
     )
-    budget_throttles: int = attrs.field(
-        default=0,
-        metadata=metric(
-            "zltrace_budget_throttles_total",
-            "counter",
-            "Times app threads were made to wait for the worker",
-        ),
+    budget_throttles: int = _exposed(
+        "zltrace_budget_throttles_total",
+        "counter",
+        "Times app threads were made to wait for the worker",
     )
     budget_throttled: bool = False
-    body_bytes_dropped: int = attrs.field(
-        default=0,
-        metadata=metric(
-            "zltrace_body_bytes_dropped_total",
-            "counter",
-            "In-flight body bytes dropped (budget full, side file unwritable)",
-        ),
+    body_bytes_dropped: int = _exposed(
+        "zltrace_body_bytes_dropped_total",
+        "counter",
+        "In-flight body bytes dropped (budget full, side file unwritable)",
     )
     write_errors: int = 0
     last_write_error: str | None = None
-    write_retries: int = attrs.field(
-        default=0,
-        metadata=metric(
-            "zltrace_write_retries_total", "counter", "Batch writes retried after a failure"
-        ),
+    write_retries: int = _exposed(
+        "zltrace_write_retries_total", "counter", "Batch writes retried after a failure"
     )
     dead_lettered_batches: int = 0
-    dead_lettered_records: int = attrs.field(
-        default=0,
-        metadata=metric(
-            "zltrace_dead_lettered_records_total",
-            "counter",
-            "Records written to the dead-letter file",
-        ),
+    dead_lettered_records: int = _exposed(
+        "zltrace_dead_lettered_records_total", "counter", "Records written to the dead-letter file"
     )
-    redriven_records: int = attrs.field(
-        default=0,
-        metadata=metric(
-            "zltrace_redriven_records_total",
-            "counter",
-            "Dead-lettered or memory-held records later written to the trace",
-        ),
+    redriven_records: int = _exposed(
+        "zltrace_redriven_records_total",
+        "counter",
+        "Dead-lettered or memory-held records later written to the trace",
     )
     writer_mode: str = "batched"
-    degradations: int = attrs.field(
-        default=0,
-        metadata=metric("zltrace_writer_degradations_total", "counter", "Writer degradations"),
+    degradations: int = _exposed(
+        "zltrace_writer_degradations_total", "counter", "Writer degradations"
     )
     files_recreated: int = 0
     events_processed: int | None = None
@@ -114,13 +93,10 @@ class Counters:
     worker_catchups: int | None = None
     after_close_events: int = 0
     dropped_events: int = 0
-    capture_failures: int = attrs.field(
-        default=0,
-        metadata=metric(
-            "zltrace_capture_failures_total",
-            "counter",
-            "Failures of zltrace's own capture code (process-wide)",
-        ),
+    capture_failures: int = _exposed(
+        "zltrace_capture_failures_total",
+        "counter",
+        "Failures of zltrace's own capture code (process-wide)",
     )
 
     @property

@@ -19,7 +19,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, repeat
 from operator import add, sub
 from typing import NamedTuple
 
@@ -133,26 +133,8 @@ class Histogram:
             self.max = mx
 
     def record_since(self, now: int, starts: Sequence[int]) -> None:
-        """``record(now - s)`` for each start (record_many inlined: once per record)."""
-        if not starts:
-            return
-        counts = self.counts
-        total = 0
-        mx = self.max
-        for s in starts:
-            v = now - s
-            b = v.bit_length()
-            if b > 5 and v > 0:
-                e = b - 5
-                counts[(e << 4) + (v >> e) if b <= MAX_BITS else _LAST] += 1
-            else:
-                counts[v if v > 0 else 0] += 1
-            total += v
-            if v > mx:
-                mx = v
-        self.n += len(starts)
-        self.total += total
-        self.max = mx
+        """``record(now - s)`` for each start."""
+        self.record_many(list(map(sub, repeat(now), starts)))
 
     def merge(self, other: Histogram) -> None:
         self.counts = list(map(add, self.counts, other.counts))
