@@ -12,7 +12,9 @@ Per read the caller pays one ``perf_counter_ns`` and one ``SimpleQueue.put`` of 
 holds a reference to the ``bytes`` object the caller gets anyway -- no copy, except for
 ``readinto``, whose buffer belongs to the caller and may be reused. Any failure of our own
 is swallowed and counted: the caller always gets exactly what the real file returned, and
-exactly the exceptions it raised.
+exactly the exceptions it raised. The four read methods are written out in full, not
+around a shared helper: a helper would add a Python call to every read on the caller's
+thread.
 """
 
 from __future__ import annotations
