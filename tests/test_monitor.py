@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import queue
 import time
 from pathlib import Path
+from typing import Any
 
 import urllib3
 from _server import ScriptedServer, response
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 import zltrace
 from zltrace._capture import pool as _pool
 from zltrace._capture import tee as _tee
+from zltrace._capture.pool import wrap_target
 from zltrace._capture.probe import FIXED_HOOKS, HookCosts, probe_hooks
 from zltrace._monitor.counters import Counters
 from zltrace._monitor.endpoints import State, metrics_text
@@ -27,7 +30,10 @@ from zltrace._monitor.histogram import (
 )
 from zltrace._monitor.monitor import Gauges, PerformanceMonitor
 from zltrace._pipeline import events as _events
-from zltrace._pipeline.assembler import Finished
+from zltrace._pipeline.assembler import Assembler, Finished
+from zltrace._pipeline.redact import Redactor
+from zltrace._pipeline.worker import Worker
+from zltrace._pipeline.writer import TraceWriter
 
 # Values from 0 ns to ~20 minutes: the range the monitor must resolve.
 values = st.integers(min_value=0, max_value=1_200 * 10**9)
@@ -416,3 +422,23 @@ def test_standard_mode_feeds_the_monitor_too(std_tracer: zltrace.Tracer) -> None
     perf = std_tracer.stats()["performance"]
     assert perf["exchanges"] == 3
     assert perf["lag_count"] == 3
+
+
+def test_the_worker_runs_with_nobody_observing(trace_dir: Path) -> None:
+    """Capture -> queue -> worker with the default NullObserver -> trace file: no monitor needed."""
+    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    class Sink:
+        _put = q.put
+
+    writer = TraceWriter(str(trace_dir), "unobserved")
+    assembler = Assembler("run", time.time_ns(), time.perf_counter_ns(), Redactor(()))
+    worker = Worker(q, assembler, writer, buffer_size=10, flush_ms=10, name="zltrace-unobserved")
+    worker.start()
+    with ScriptedServer([response(200, b"seen")] * 2) as srv:
+        pool = wrap_target(urllib3.HTTPConnectionPool("127.0.0.1", srv.port), Sink())
+        assert [pool.urlopen("GET", f"/{i}").data for i in range(2)] == [b"seen"] * 2
+        pool.close()
+    assert worker.stop(timeout=10)
+    assert worker.exchanges == 2
+    assert [ex.response.body for ex in zltrace.read(writer.path)] == [b"seen"] * 2
