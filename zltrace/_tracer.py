@@ -1,4 +1,10 @@
-"""``Tracer``: owns the queue, the worker, the assembler and the writer; lifecycle."""
+"""``Tracer``: owns the queue, the worker, the assembler and the writer; lifecycle.
+
+The composition root: it hands itself to the capture front-ends as their sink, the
+capture side's hook probe to the monitor, and the monitor to the worker as its observer;
+it registers with the process hooks (``_lifecycle``) and builds ``stats()`` from
+``Counters``.
+"""
 
 from __future__ import annotations
 

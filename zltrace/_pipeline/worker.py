@@ -36,8 +36,8 @@ holds the GIL becomes the share of requests that pay a wake-up. Shorter slices d
 and none at all makes it worse. ``bench/README.md`` has the measurements (``python -m
 zltrace bench``).
 
-The worker reports what it does to a :class:`~.observer.WorkerObserver` (the monitor, wired
-by the tracer); by default nobody observes.
+The worker reports what it does to a ``WorkerObserver`` (``observer.py``: the monitor,
+wired by the tracer); by default nobody observes.
 """
 
 from __future__ import annotations
