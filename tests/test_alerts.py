@@ -15,7 +15,7 @@ from _server import ScriptedServer, response
 from conftest import records
 
 import zltrace
-from zltrace._monitor.alerts import AlertEngine, default_rules
+from zltrace._monitor.alerts import ALERT_LOGGER, AlertEngine, default_rules
 from zltrace._monitor.monitor import Gauges, PerformanceMonitor
 
 
@@ -144,7 +144,7 @@ def test_notices_are_logged_with_their_figures_as_extra(caplog: pytest.LogCaptur
     """Firing logs at the rule's severity, clearing at INFO; the figures are record fields."""
     clock = Clock()
     e, _ = engine(clock)
-    with caplog.at_level(logging.INFO, logger="zltrace.monitor"):
+    with caplog.at_level(logging.INFO, logger=ALERT_LOGGER):
         e.evaluate(healthy_figures(records_lost_recent=2, records_lost=7))
         e.evaluate(healthy_figures())
     fired, cleared = [r for r in caplog.records if getattr(r, "alert", None) == "records_lost"]
@@ -171,7 +171,7 @@ def test_a_failing_callback_is_logged_and_the_others_still_run(
         clock=clock,
         callbacks=[broken, lambda a: got.append(a.name)],
     )
-    with caplog.at_level(logging.ERROR, logger="zltrace.monitor"):
+    with caplog.at_level(logging.ERROR, logger=ALERT_LOGGER):
         e.evaluate(healthy_figures(queue_depth_peak=900))
     assert got == ["queue_high"]
     failures = [r for r in caplog.records if "callback" in r.getMessage()]
@@ -187,7 +187,7 @@ def test_periodic_report_and_configuration_are_logged_not_called_back(
     clock = Clock()
     got: list[zltrace.Alert] = []
     cfg = zltrace.Config(report_s=60)
-    with caplog.at_level(logging.INFO, logger="zltrace.monitor"):
+    with caplog.at_level(logging.INFO, logger=ALERT_LOGGER):
         m = PerformanceMonitor(cfg, clock=clock, callbacks=[got.append], probe=None)
         for _ in range(130):
             clock.now += 1
@@ -267,11 +267,12 @@ def test_on_degradation_is_called_from_the_worker_and_a_failure_breaks_nothing(
 
     tracer.on_degradation(broken)
     tracer.on_degradation(good)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as info:
         tracer.on_degradation("not callable")  # type: ignore[arg-type]
+    assert isinstance(info.value, zltrace.ZltraceError)
     with ScriptedServer([response(200, b"y" * 100)] * 40) as srv:
         pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
-        with caplog.at_level(logging.ERROR, logger="zltrace.monitor"):
+        with caplog.at_level(logging.ERROR, logger=ALERT_LOGGER):
             for _ in range(20):
                 pool.urlopen("GET", "/")
             # The worker ticks once a second: wait for it (no timing is asserted).
@@ -283,3 +284,8 @@ def test_on_degradation_is_called_from_the_worker_and_a_failure_breaks_nothing(
     assert seen[0][1].startswith("zltrace-worker-")
     assert any("callback" in r.getMessage() for r in caplog.records)
     assert len(records(tracer)) == 40
+
+
+def test_alerts_log_on_the_package_monitor_logger() -> None:
+    """Alerts go to ``<package>.monitor``: ``zltrace.monitor`` here, a vendored copy's own."""
+    assert ALERT_LOGGER == f"{zltrace.__name__}.monitor" == "zltrace.monitor"

@@ -69,6 +69,13 @@ def _outcomes(trace_dir: Path) -> list[str]:
     return [ex.outcome for ex in zltrace.read(trace_dir)]
 
 
+def _assert_flushed_when_killed(trace_dir: Path, at_least: int) -> None:
+    outcomes = _outcomes(trace_dir)
+    assert outcomes.count("complete") >= at_least
+    # At most the one request in flight when the signal came is not complete.
+    assert len(outcomes) - outcomes.count("complete") <= 1
+
+
 def test_normal_exit_writes_everything_through_atexit(tmp_path: Path) -> None:
     """A process that exits without close() still has every exchange on disk (atexit)."""
     proc = _child(tmp_path, "exit", 200)
@@ -84,10 +91,7 @@ def test_sigterm_flushes_then_dies_of_sigterm(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGTERM
-    outcomes = _outcomes(tmp_path / "t")
-    assert outcomes.count("complete") >= 50
-    # At most the one request in flight when the signal came is not complete.
-    assert len(outcomes) - outcomes.count("complete") <= 1
+    _assert_flushed_when_killed(tmp_path / "t", 50)
 
 
 def test_sigint_default_raises_keyboardinterrupt_and_flushes(tmp_path: Path) -> None:
@@ -97,9 +101,7 @@ def test_sigint_default_raises_keyboardinterrupt_and_flushes(tmp_path: Path) -> 
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert "KeyboardInterrupt" in err
-    outcomes = _outcomes(tmp_path / "t")
-    assert outcomes.count("complete") >= 50
-    assert len(outcomes) - outcomes.count("complete") <= 1
+    _assert_flushed_when_killed(tmp_path / "t", 50)
 
 
 def test_sigint_chains_to_the_apps_own_handler(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Pins the private urllib3 / http.client behaviour zltrace is built on, on the installed versions.
 
-zltrace hooks four seams (see zltrace/_tee.py, _connection.py, _pool.py): the connection's
+zltrace hooks four seams (see zltrace/_capture/tee.py, connection.py, pool.py): the connection's
 ``response_class`` (instantiated by ``getresponse``), ``HTTPResponse.begin`` (after which it
 swaps ``fp`` for a tee), the socket file's read/read1/readinto/readline (every read path,
 ``read_chunked`` included, ends there), and the pool / manager factories (``_new_conn`` with
@@ -645,7 +645,7 @@ def test_wrap_manager_leaves_module_pool_classes_alone(tracer: zltrace.Tracer) -
 
 # -- pool __init__ parameters are readable back as attributes --------------------------------
 
-# Parameters stored under another attribute name (what zltrace/_pool.py maps).
+# Parameters stored under another attribute name (what zltrace/_capture/pool.py maps).
 RENAMED = {"_proxy": "proxy", "_proxy_headers": "proxy_headers", "_proxy_config": "proxy_config"}
 
 

@@ -15,8 +15,9 @@ from ._export.report import write_report
 from ._export.stats import summarize
 from ._monitor.alerts import Alert
 from ._monitor.logjson import JsonFormatter
+from ._pipeline.writer import Opener
 from ._read.llm import Usage, total_usage
-from ._read.reader import Exchange, Request, Response, SkippedLine, Timing, read
+from ._read.reader import ErrorInfo, Exchange, Request, Response, SkippedLine, Timing, read
 from ._read.sse import SSEEvent, SSEParser, parse_sse
 from ._state import default_tracer, reset_defaults
 from ._tracer import Tracer
@@ -24,6 +25,7 @@ from ._version import __version__
 from .config import DEFAULT_REDACT_HEADERS, DEFAULT_REDACT_QUERY, Config
 from .exceptions import (
     ConfigError,
+    NotCallableError,
     UnsupportedTargetError,
     ZltraceError,
     ZltraceWarning,
@@ -35,8 +37,11 @@ __all__ = [
     "Alert",
     "Config",
     "ConfigError",
+    "ErrorInfo",
     "Exchange",
     "JsonFormatter",
+    "NotCallableError",
+    "Opener",
     "Request",
     "Response",
     "SSEEvent",

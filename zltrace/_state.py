@@ -1,33 +1,17 @@
-"""Process-wide state, all in one place: the default tracer, live tracers, exit/signal/fork hooks.
+"""The process-wide default tracer, built from the environment on first use.
 
-``reset_defaults()`` puts everything back for tests.
+``reset_defaults()`` puts it back for tests. The process hooks every tracer registers with
+(exit, signals, fork) are in ``_lifecycle``.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import os
-import signal
 import threading
-import time
-import weakref
-from types import FrameType
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ._tracer import Tracer
+from ._tracer import Tracer
 
-log = logging.getLogger("zltrace")
-
-#: Total time budget for flushing every tracer at exit or on a signal.
-EXIT_TIMEOUT_S = 5.0
-
-_lock = threading.RLock()
+_lock = threading.Lock()
 _default: Tracer | None = None
-_live: weakref.WeakSet[Tracer] = weakref.WeakSet()
-_hooks_installed = False
-_previous_handlers: dict[int, Any] = {}
 
 
 def default_tracer() -> Tracer:
@@ -38,8 +22,6 @@ def default_tracer() -> Tracer:
         with _lock:
             tracer = _default
             if tracer is None or tracer.closed:
-                from ._tracer import Tracer
-
                 tracer = _default = Tracer()
     return tracer
 
@@ -51,82 +33,3 @@ def reset_defaults() -> None:
         tracer, _default = _default, None
     if tracer is not None:
         tracer.close()
-
-
-def register(tracer: Tracer) -> None:
-    """Track a live tracer so exit, signals and fork reach it."""
-    with _lock:
-        _live.add(tracer)
-        _install_hooks(tracer.config.handle_signals)
-
-
-def unregister(tracer: Tracer) -> None:
-    with _lock:
-        _live.discard(tracer)
-
-
-def live_tracers() -> list[Tracer]:
-    with _lock:
-        return list(_live)
-
-
-def close_all(timeout: float = EXIT_TIMEOUT_S) -> None:
-    """Close every live tracer within ``timeout`` seconds in total."""
-    deadline = time.monotonic() + timeout
-    for tracer in live_tracers():
-        try:
-            tracer.close(max(0.0, deadline - time.monotonic()))
-        except Exception:
-            log.exception("zltrace: closing %r failed", tracer)
-
-
-def flush_all(timeout: float = EXIT_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    for tracer in live_tracers():
-        try:
-            tracer.flush(max(0.0, deadline - time.monotonic()))
-        except Exception:
-            log.exception("zltrace: flushing %r failed", tracer)
-
-
-def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.RLock()
-    for tracer in list(_live):
-        tracer._after_fork_in_child()
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """Flush every tracer, then do what the handler we replaced would have done."""
-    previous = _previous_handlers.get(signum, signal.SIG_DFL)
-    if previous == signal.SIG_DFL:
-        close_all()  # the process is about to die of this signal
-    else:
-        flush_all()  # the app's handler decides; the final close is atexit's
-    if callable(previous):
-        previous(signum, frame)
-    elif previous == signal.SIG_DFL:
-        # Re-deliver with the default disposition: the process ends as it would have.
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-
-def _install_hooks(signals: bool) -> None:
-    global _hooks_installed
-    if not _hooks_installed:
-        _hooks_installed = True
-        atexit.register(close_all)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-    if signals and not _previous_handlers and threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            try:
-                current = signal.getsignal(signum)
-                if current is None or current == signal.SIG_IGN:
-                    # Installed from C (cannot chain to it), or ignored on purpose (and
-                    # inherited by exec'd children): leave it as it is.
-                    continue
-                _previous_handlers[signum] = current
-                signal.signal(signum, _on_signal)
-            except (ValueError, OSError):  # not the main thread of the main interpreter
-                _previous_handlers.pop(signum, None)

@@ -1,8 +1,13 @@
-"""``Tracer``: owns the queue, the worker, the assembler and the writer; lifecycle."""
+"""``Tracer``: owns the queue, the worker, the assembler and the writer; lifecycle.
+
+The composition root: it hands itself to the capture front-ends as their sink, the
+capture side's hook probe to the monitor, and the monitor to the worker as its observer;
+it registers with the process hooks (``_lifecycle``) and builds ``stats()`` from
+``Counters``.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import secrets
@@ -14,22 +19,24 @@ from itertools import count
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import _state
+from . import _lifecycle
 from ._capture.pool import wrap_target
+from ._capture.probe import probe_hooks
+from ._monitor.alerts import Alert
+from ._monitor.counters import Counters
 from ._monitor.monitor import Gauges, PerformanceMonitor
 from ._pipeline.assembler import Assembler, Finished
 from ._pipeline.budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
-from ._pipeline.events import DATA, capture_failures
+from ._pipeline.events import DATA, capture_failed, capture_failures
 from ._pipeline.redact import Redactor
 from ._pipeline.worker import Worker
 from ._pipeline.writer import Opener, TraceWriter
 from .config import Config
-from .exceptions import ConfigError, ZltraceWarning
+from .exceptions import ConfigError, NotCallableError, ZltraceWarning
 
 if TYPE_CHECKING:
     from ._monitor.endpoints import EndpointServer, State
 
-log = logging.getLogger("zltrace")
 
 _seq = count(1)
 
@@ -59,10 +66,10 @@ class Tracer:
         self._after_close_events = 0
         self._dropped_events = 0
         #: ``on_degradation`` callbacks (kept across the rebuild in a forked child).
-        self._callbacks: list[Callable[[Any], Any]] = []
+        self._callbacks: list[Callable[[Alert], Any]] = []
         self._setup()
         self._endpoint = self._start_endpoint()
-        _state.register(self)
+        _lifecycle.register(self, handle_signals=config.handle_signals)
 
     def _setup(self) -> None:
         cfg = self.config
@@ -89,7 +96,11 @@ class Tracer:
         self._put: Callable[[tuple[Any, ...]], None]
         self._worker: Worker | None = None
         self._monitor = PerformanceMonitor(
-            cfg, self._gauges, perf_offset_ns=perf0 - wall0, callbacks=self._callbacks
+            cfg,
+            self._gauges,
+            perf_offset_ns=perf0 - wall0,
+            callbacks=self._callbacks,
+            probe=probe_hooks,
         )
         self.mode = "standard"
         if not cfg.enabled:
@@ -108,7 +119,7 @@ class Tracer:
                 on_crash=self._worker_crashed,
                 budget=self._budget,
                 on_pressure=self._pressure,
-                monitor=self._monitor,
+                observer=self._monitor,
             )
             try:
                 worker.start()
@@ -175,11 +186,11 @@ class Tracer:
             # for the same stop; the tracer stays registered until the stop is done.
             ok = worker.stop(timeout) if worker.alive or not already else True
             if not worker.thread.is_alive():
-                _state.unregister(self)
+                _lifecycle.unregister(self)
             return ok and self._writer.records_lost == 0
         if already:
             return True
-        _state.unregister(self)
+        _lifecycle.unregister(self)
         # Standard mode: if a signal handler interrupted _sync_put on this very thread, the
         # lock is ours already and waiting would deadlock; in-flight exchanges then stay
         # unwritten (finished ones were written when they ended).
@@ -207,62 +218,67 @@ class Tracer:
         endpoint = self._endpoint
         return endpoint.url if endpoint is not None else None
 
-    def on_degradation(self, fn: Callable[[Any], Any]) -> None:
+    def on_degradation(self, fn: Callable[[Alert], Any]) -> None:
         """Call ``fn(alert)`` (a :class:`zltrace.Alert`) when an alert fires or clears.
 
         Called on the worker thread: keep it short. An exception it raises is logged on
-        ``zltrace.monitor`` and changes nothing else.
+        ``zltrace.monitor`` and changes nothing else. A ``fn`` that is not callable raises
+        :class:`zltrace.exceptions.NotCallableError` (a ``TypeError``).
         """
         if not callable(fn):
-            raise TypeError(f"on_degradation() takes a callable, got {fn!r}")
+            raise NotCallableError(f"on_degradation() takes a callable, got {fn!r}")
         self._callbacks.append(fn)
 
     def stats(self) -> dict[str, Any]:
-        """Counters and gauges of this tracer, as a plain dict."""
+        """Counters and gauges of this tracer, as a plain dict (keys: ``Counters``' fields,
+        then ``meets_target``, ``alerts_active`` and the monitor's ``performance`` figures)."""
+        return {**self._counters().as_dict(), **self._monitor_stats()}
+
+    def _counters(self) -> Counters:
         w = self._worker
         writer = self._writer
-        return {
-            "mode": self.mode,
-            "path": writer.path,
-            "closed": self._closed,
-            "worker_alive": bool(w and w.alive),
-            "worker_crashed": w.crashed if w else None,
-            "queue_depth": self._queue.qsize() if w else 0,
-            "open_exchanges": self._assembler.open_count,
-            "exchanges_finished": w.exchanges if w else writer.records_written,
-            "records_written": writer.records_written,
-            "records_pending": writer.pending,
-            "records_lost": writer.records_lost,
-            "bytes_written": writer.bytes_written,
-            "bytes_held": self._assembler.bytes_held,
-            "batches_written": writer.batches,
-            "memory_budget": self._budget.limit,
-            "memory_held": self._budget.held,
-            "memory_held_peak": self._budget.peak,
-            "memory_utilisation": round(self._budget.utilisation, 4),
-            "budget_trims": self._budget.trims,
-            "budget_spilled_bytes": self._budget.spilled_bytes,
-            "budget_throttles": self._budget.throttles,
-            "budget_throttled": self._budget.throttled,
-            "body_bytes_dropped": self._budget.dropped_bytes,
-            "write_errors": writer.write_errors,
-            "last_write_error": writer.last_error,
-            "write_retries": writer.retries,
-            "dead_lettered_batches": writer.dead_lettered_batches,
-            "dead_lettered_records": writer.dead_lettered_records,
-            "redriven_records": writer.redriven_records,
-            "writer_mode": writer.mode,
-            "degradations": writer.degradations,
-            "files_recreated": writer.files_recreated,
-            "events_processed": w.events if w else None,
-            "worker_wakeups": w.wakeups if w else None,
-            "worker_max_slice_ns": w.max_slice_ns if w else None,
-            "worker_catchups": w.catchups if w else None,
-            "after_close_events": self._after_close_events,
-            "dropped_events": self._dropped_events,
-            "capture_failures": sum(capture_failures().values()),
-            **self._monitor_stats(),
-        }
+        budget = self._budget
+        return Counters(
+            mode=self.mode,
+            path=writer.path,
+            closed=self._closed,
+            worker_alive=bool(w and w.alive),
+            worker_crashed=w.crashed if w else None,
+            queue_depth=self._queue.qsize() if w else 0,
+            open_exchanges=self._assembler.open_count,
+            exchanges_finished=w.exchanges if w else writer.records_written,
+            records_written=writer.records_written,
+            records_pending=writer.pending,
+            records_lost=writer.records_lost,
+            bytes_written=writer.bytes_written,
+            bytes_held=self._assembler.bytes_held,
+            batches_written=writer.batches,
+            memory_budget=budget.limit,
+            memory_held=budget.held,
+            memory_held_peak=budget.peak,
+            memory_utilisation=round(budget.utilisation, 4),
+            budget_trims=budget.trims,
+            budget_spilled_bytes=budget.spilled_bytes,
+            budget_throttles=budget.throttles,
+            budget_throttled=budget.throttled,
+            body_bytes_dropped=budget.dropped_bytes,
+            write_errors=writer.write_errors,
+            last_write_error=writer.last_error,
+            write_retries=writer.retries,
+            dead_lettered_batches=writer.dead_lettered_batches,
+            dead_lettered_records=writer.dead_lettered_records,
+            redriven_records=writer.redriven_records,
+            writer_mode=writer.mode,
+            degradations=writer.degradations,
+            files_recreated=writer.files_recreated,
+            events_processed=w.events if w else None,
+            worker_wakeups=w.wakeups if w else None,
+            worker_max_slice_ns=w.max_slice_ns if w else None,
+            worker_catchups=w.catchups if w else None,
+            after_close_events=self._after_close_events,
+            dropped_events=self._dropped_events,
+            capture_failures=sum(capture_failures().values()),
+        )
 
     def __enter__(self) -> Tracer:
         return self
@@ -289,7 +305,7 @@ class Tracer:
                     asm.handle(ev, out)
                     self._budget.update(asm.bytes_held + self._writer.pending_bytes)
                     if asm.bytes_held > self._budget.high:
-                        # Same policy as the worker's (see _budget.py), on this thread.
+                        # Same policy as the worker's (see _pipeline/budget.py), on this thread.
                         self._budget.spill(asm, self._writer, self._budget.low)
                     if out:
                         self._monitor.finished(out)
@@ -302,8 +318,6 @@ class Tracer:
                 finally:
                     self._sync_owner = None
         except Exception as exc:
-            from ._pipeline.events import capture_failed
-
             capture_failed("standard-mode write", exc)
 
     def _pressure(self, on: bool) -> None:
@@ -353,7 +367,7 @@ class Tracer:
         self._lifecycle = threading.RLock()
         self._setup()
 
-    # -- monitoring (figures in _monitor.py, rules in _alerts.py, HTTP in _endpoints.py) -------
+    # -- monitoring (figures: _monitor/monitor.py, rules: alerts.py, HTTP: endpoints.py) -------
 
     def _gauges(self) -> Gauges:
         w = self._worker
@@ -380,20 +394,7 @@ class Tracer:
     def _endpoint_state(self) -> State:
         from ._monitor.endpoints import State
 
-        w = self._worker
-        ok = self.mode != "zero-latency" or bool(w and w.alive and not w.crashed)
-        writer, budget = self._writer, self._budget
-        faults = {
-            "write_retries": writer.retries,
-            "dead_lettered_records": writer.dead_lettered_records,
-            "redriven_records": writer.redriven_records,
-            "degradations": writer.degradations,
-            "writer_degraded": int(writer.mode != "batched"),
-            "budget_spilled_bytes": budget.spilled_bytes,
-            "budget_throttles": budget.throttles,
-            "body_bytes_dropped": budget.dropped_bytes,
-        }
-        return State(self.mode, self._monitor, ok, sum(capture_failures().values()), faults)
+        return State(self._counters(), self._monitor)
 
     def _start_endpoint(self) -> EndpointServer | None:
         cfg = self.config

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "NotCallableError",
     "UnsupportedTargetError",
     "ZltraceError",
     "ZltraceWarning",
@@ -24,6 +25,10 @@ class ConfigError(ZltraceError, ValueError):
 
 class UnsupportedTargetError(ZltraceError, TypeError):
     """``wrap()`` was given something that is not a pool, a pool manager or a requests session."""
+
+
+class NotCallableError(ZltraceError, TypeError):
+    """A callback zltrace was given (``Tracer.on_degradation``) is not callable."""
 
 
 class ZltraceWarning(UserWarning):

@@ -17,23 +17,19 @@ from __future__ import annotations
 
 import http.client
 import io
-import os
-import threading
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._pipeline.events import SEND, capture_failed
-from .tee import TracedResponse, pending
-
-if TYPE_CHECKING:
-    from .._tracer import Tracer
+from .._util import ForkSafeLock
+from .tee import Sink, TracedResponse, pending
 
 
 class TracedConnectionMixin:
     """Mixed in front of urllib3's HTTPConnection / HTTPSConnection (or a user's subclass)."""
 
-    _zl_tracer: Tracer | None = None  # set by the traced pool
-    _zl_sink: Tracer | None = None  # the tracer while an exchange is open on this connection
+    _zl_tracer: Sink | None = None  # set by the traced pool
+    _zl_sink: Sink | None = None  # the tracer while an exchange is open on this connection
     _zl_ex = 0
     _zl_in_connect = False
 
@@ -78,7 +74,7 @@ class TracedConnectionMixin:
         super().send(data)  # type: ignore[misc]
         self._zl_sent(sink, data)
 
-    def _zl_sent(self, sink: Tracer, data: bytes) -> None:
+    def _zl_sent(self, sink: Sink, data: bytes) -> None:
         try:
             sink._put((SEND, self._zl_ex, data, perf_counter_ns()))
         except Exception as e:
@@ -98,17 +94,7 @@ class TracedConnectionMixin:
 
 
 _classes: dict[type[Any], type[Any]] = {}
-_classes_lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # Another thread may have held the lock at fork(); in the child it would never be freed.
-    global _classes_lock
-    _classes_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_after_fork)
+_classes_lock = ForkSafeLock()
 
 
 def traced_connection_class(base: type[Any]) -> type[Any]:

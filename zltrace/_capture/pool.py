@@ -14,20 +14,18 @@
 from __future__ import annotations
 
 import inspect
-import os
 import threading
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from urllib3 import PoolManager
 from urllib3.connectionpool import HTTPConnectionPool
 
 from .._pipeline.events import ERROR, START, capture_failed, exchange_ids
+from .._util import ForkSafeLock
 from ..exceptions import UnsupportedTargetError
 from .connection import TracedConnectionMixin, traced_connection_class
-
-if TYPE_CHECKING:
-    from .._tracer import Tracer
+from .tee import Sink
 
 
 #: Per thread: the logical request the current ``urlopen`` belongs to (``id``: None outside
@@ -82,7 +80,7 @@ _RETRIES_SEEN = "retries" in inspect.signature(HTTPConnectionPool._make_request)
 class TracedPoolMixin:
     """Mixed in front of a pool class: traced connections, exchange start, request errors."""
 
-    _zl_tracer: Tracer | None = None
+    _zl_tracer: Sink | None = None
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()  # type: ignore[misc]
@@ -162,8 +160,8 @@ def _make_request_explicit(
     """``TracedPoolMixin._make_request`` for pools with urllib3 2.x's own signature.
 
     The arguments are passed on by position: re-packing them through ``*args, **kwargs``
-    cost ~0.8 us per request (a 9-keyword call, 3.11: 354 ns forwarded by name and position,
-    1147 ns through ``*args, **kwargs``). The defaults are urllib3's own (set below).
+    costs several times as much on every request (``bench/README.md``, micro-measurements).
+    The defaults are urllib3's own (set below).
     """
     self._zl_start(conn, method, url, retries)
     try:
@@ -216,7 +214,7 @@ if _STOCK_EXPLICIT:
 class TracedManagerMixin:
     """Mixed in front of a PoolManager class: tracer for new pools (and, on 1.26, logical ids)."""
 
-    _zl_tracer: Tracer | None = None
+    _zl_tracer: Sink | None = None
 
     def _new_pool(self, *args: Any, **kwargs: Any) -> Any:
         pool = super()._new_pool(*args, **kwargs)  # type: ignore[misc]
@@ -241,17 +239,7 @@ def _retries_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return args[4] if len(args) > 4 else None
 
 
-_lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # Another thread may have held the lock at fork(); in the child it would never be freed.
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_after_fork)
+_lock = ForkSafeLock()
 
 _pool_classes: dict[type[Any], type[Any]] = {}
 _manager_classes: dict[type[Any], type[Any]] = {}
@@ -288,7 +276,7 @@ _POOL_ATTRS = {
 }
 
 
-def _wrap_pool(pool: Any, tracer: Tracer) -> Any:
+def _wrap_pool(pool: Any, tracer: Sink) -> Any:
     if isinstance(pool, TracedPoolMixin) and pool._zl_tracer is tracer:
         return pool
     base = type(pool)
@@ -316,7 +304,7 @@ def _wrap_pool(pool: Any, tracer: Tracer) -> Any:
     return new
 
 
-def _wrap_manager(manager: Any, tracer: Tracer) -> Any:
+def _wrap_manager(manager: Any, tracer: Sink) -> Any:
     if isinstance(manager, TracedManagerMixin) and manager._zl_tracer is tracer:
         return manager
     manager.pool_classes_by_scheme = {
@@ -331,7 +319,7 @@ def _wrap_manager(manager: Any, tracer: Tracer) -> Any:
 class TracedAdapterMixin:
     """Mixed in front of a requests ``HTTPAdapter``: proxy managers it makes are traced."""
 
-    _zl_tracer: Tracer | None = None
+    _zl_tracer: Sink | None = None
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)  # type: ignore[misc]
@@ -368,7 +356,7 @@ def _is_requests_session(target: Any) -> bool:
     )
 
 
-def _wrap_session(session: Any, tracer: Tracer) -> Any:
+def _wrap_session(session: Any, tracer: Sink) -> Any:
     for adapter in session.adapters.values():
         manager = getattr(adapter, "poolmanager", None)
         if manager is None:
@@ -381,7 +369,7 @@ def _wrap_session(session: Any, tracer: Tracer) -> Any:
     return session
 
 
-def wrap_target(target: Any, tracer: Tracer) -> Any:
+def wrap_target(target: Any, tracer: Sink) -> Any:
     """Trace ``target`` with ``tracer``; see the module docstring for what is returned."""
     if isinstance(target, HTTPConnectionPool):
         return _wrap_pool(target, tracer)

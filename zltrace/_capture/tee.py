@@ -1,17 +1,20 @@
 """The response tee: a wrapper around ``http.client.HTTPResponse.fp`` (caller thread).
 
-Rules (see FIELD-NOTES): every way urllib3 1.26 and 2.x consume a body ends in ``read``,
-``read1``, ``readinto`` or ``readline`` on the socket file that ``http.client`` keeps as
-``fp`` -- including ``read_chunked``, which reaches past urllib3's own read helpers. So the
-tee sits exactly there, installed by :class:`TracedResponse` right after the status line and
-headers were parsed, and sees the body bytes *with* chunk framing. De-chunking and deciding
-whether the body is complete happen on the worker thread, never here.
+Rules (``tests/test_pinned_internals.py`` pins the urllib3 behaviour they rest on): every
+way urllib3 1.26 and 2.x consume a body ends in ``read``, ``read1``, ``readinto`` or
+``readline`` on the socket file that ``http.client`` keeps as ``fp`` -- including
+``read_chunked``, which reaches past urllib3's own read helpers. So the tee sits exactly
+there, installed by :class:`TracedResponse` right after the status line and headers were
+parsed, and sees the body bytes *with* chunk framing. De-chunking and deciding whether the
+body is complete happen on the worker thread, never here.
 
 Per read the caller pays one ``perf_counter_ns`` and one ``SimpleQueue.put`` of a tuple that
 holds a reference to the ``bytes`` object the caller gets anyway -- no copy, except for
 ``readinto``, whose buffer belongs to the caller and may be reused. Any failure of our own
 is swallowed and counted: the caller always gets exactly what the real file returned, and
-exactly the exceptions it raised.
+exactly the exceptions it raised. The four read methods are written out in full, not
+around a shared helper: a helper would add a Python call to every read on the caller's
+thread.
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@ Rules:
   flaps starts its duration over.
 - Time is the ``clock`` the engine is given (seconds, monotonic); tests pass their own and
   never sleep.
-- Every firing and clearing is logged on ``zltrace.monitor`` with the rule's figures as
-  ``extra`` fields (``alert``, ``severity``, ``alert_state`` and the figures themselves;
-  :class:`zltrace.JsonFormatter` prints them), then passed to each callback registered
-  with ``Tracer.on_degradation``. Info notices (the periodic performance report, the
-  configuration at start) are logged only.
+- Every firing and clearing is logged on ``zltrace.monitor`` (``ALERT_LOGGER``: the
+  package's own name plus ``.monitor``, so a vendored copy logs under its own package)
+  with the rule's figures as ``extra`` fields (``alert``, ``severity``, ``alert_state``
+  and the figures themselves; :class:`zltrace.JsonFormatter` prints them), then passed to
+  each callback registered with ``Tracer.on_degradation``. Info notices (the periodic
+  performance report, the configuration at start) are logged only.
 - Nothing here raises into the worker: a failing callback is logged with its traceback
   and the other callbacks still run.
 """
@@ -29,7 +30,11 @@ import attrs
 if TYPE_CHECKING:
     from ..config import Config
 
-log = logging.getLogger("zltrace.monitor")
+#: The logger alerts and reports go to: a public name (users route it), derived from this
+#: module's own name so that ``app._vendor.zltrace`` logs on ``app._vendor.zltrace.monitor``.
+ALERT_LOGGER = __name__.rpartition("._monitor.")[0] + ".monitor"
+
+log = logging.getLogger(ALERT_LOGGER)
 
 _LEVELS = {"critical": logging.CRITICAL, "warning": logging.WARNING, "info": logging.INFO}
 

@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from urllib.parse import urlsplit
 
 from .._version import __version__
+from .counters import Counters
 
 if TYPE_CHECKING:
-    from .monitor import Histogram, PerformanceMonitor
+    from .histogram import Histogram
+    from .monitor import PerformanceMonitor
 
-log = logging.getLogger("zltrace.monitor")
+log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/health/zero-latency"
 METRICS_PATH = "/metrics"
@@ -49,12 +51,8 @@ LE_SECONDS: tuple[float, ...] = (
 class State(NamedTuple):
     """What the endpoints read, supplied by the tracer at each request."""
 
-    mode: str  # "zero-latency", "standard" or "disabled"
+    counters: Counters
     monitor: PerformanceMonitor
-    worker_ok: bool
-    capture_failures: int = 0
-    #: Write-fault and memory-budget counters (``stats()`` keys of the same names).
-    faults: Mapping[str, int] = {}
 
 
 # -- documents -------------------------------------------------------------------------------
@@ -68,18 +66,20 @@ def _camel(key: str) -> str:
 def health_document(state: State) -> tuple[int, dict[str, Any]]:
     """The health JSON and its HTTP status (200 healthy, 503 degraded)."""
     m = state.monitor
+    mode = state.counters.mode
+    worker_ok = state.counters.worker_ok
     figures = m.figures()
     meets = bool(figures.pop("meets_target"))
     active = m.alerts.active()
     critical = any(a.severity == "critical" for a in active)
-    healthy = meets and state.worker_ok and not critical
+    healthy = meets and worker_ok and not critical
     doc = {
-        "enabled": state.mode == "zero-latency",
-        "mode": state.mode,
+        "enabled": mode == "zero-latency",
+        "mode": mode,
         "meetsTarget": meets,
         "performance": {_camel(k): v for k, v in figures.items()},
         "alerts": [{"name": a.name, "severity": a.severity, "message": a.message} for a in active],
-        "workerAlive": state.worker_ok,
+        "workerAlive": worker_ok,
         "status": "healthy" if healthy else "degraded",
     }
     return (200 if healthy else 503), doc
@@ -171,8 +171,21 @@ def metrics_text(state: State) -> str:
         "zltrace_info",
         "gauge",
         "zltrace version and capture mode",
-        [({"version": __version__, "mode": state.mode}, 1)],
+        [({"version": __version__, "mode": state.counters.mode}, 1)],
     )
+    _pipeline_counters(out, f)
+    _tracer_counters(out, state.counters)
+    _alert_families(out, m)
+    _gauges(out, f, state.counters)
+    _windows(out, f)
+    histograms = m.histograms()
+    for name, key, help_text in HISTOGRAMS:
+        out.histogram(name, help_text, histograms[key])
+    return out.text()
+
+
+def _pipeline_counters(out: _Exposition, f: Mapping[str, Any]) -> None:
+    """Exchanges, events and writes, as the monitor's figures have them."""
     for name, key, help_text in (
         ("zltrace_exchanges_total", "exchanges", "Exchanges finished by the assembler"),
         ("zltrace_events_total", "events", "Caller events processed by the worker"),
@@ -182,48 +195,21 @@ def metrics_text(state: State) -> str:
         ("zltrace_write_errors_total", "write_errors", "Failed writes (retried or lost)"),
     ):
         out.family(name, "counter", help_text, [(None, f[key])])
-    for name, key, help_text in (
-        ("zltrace_write_retries_total", "write_retries", "Batch writes retried after a failure"),
-        (
-            "zltrace_dead_lettered_records_total",
-            "dead_lettered_records",
-            "Records written to the dead-letter file",
-        ),
-        (
-            "zltrace_redriven_records_total",
-            "redriven_records",
-            "Dead-lettered or memory-held records later written to the trace",
-        ),
-        ("zltrace_writer_degradations_total", "degradations", "Writer degradations"),
-        (
-            "zltrace_budget_spilled_bytes_total",
-            "budget_spilled_bytes",
-            "In-flight body bytes spilled to the side file",
-        ),
-        (
-            "zltrace_budget_throttles_total",
-            "budget_throttles",
-            "Times app threads were made to wait for the worker",
-        ),
-        (
-            "zltrace_body_bytes_dropped_total",
-            "body_bytes_dropped",
-            "In-flight body bytes dropped (budget full, side file unwritable)",
-        ),
-    ):
-        out.family(name, "counter", help_text, [(None, state.faults.get(key, 0))])
+
+
+def _tracer_counters(out: _Exposition, counters: Counters) -> None:
+    """Write-fault, memory-budget and capture counters: the fields ``Counters`` exposes."""
+    for spec, value in counters.metrics():
+        out.family(spec.name, spec.kind, spec.help, [(None, value)])
     out.family(
         "zltrace_writer_degraded",
         "gauge",
         "1 while the writer is not in its normal batched mode",
-        [(None, int(state.faults.get("writer_degraded", 0)))],
+        [(None, int(counters.writer_degraded))],
     )
-    out.family(
-        "zltrace_capture_failures_total",
-        "counter",
-        "Failures of zltrace's own capture code (process-wide)",
-        [(None, state.capture_failures)],
-    )
+
+
+def _alert_families(out: _Exposition, m: PerformanceMonitor) -> None:
     out.family(
         "zltrace_alerts_fired_total",
         "counter",
@@ -237,9 +223,12 @@ def metrics_text(state: State) -> str:
         "1 while the alert is firing",
         [({"alert": r.name, "severity": r.severity}, r.name in active) for r in m.alerts.rules],
     )
+
+
+def _gauges(out: _Exposition, f: Mapping[str, Any], counters: Counters) -> None:
     for name, value, help_text in (
         ("zltrace_meets_target", f["meets_target"], "1 when the zero-latency target is met"),
-        ("zltrace_worker_alive", state.worker_ok, "1 while the background worker runs"),
+        ("zltrace_worker_alive", counters.worker_ok, "1 while the background worker runs"),
         ("zltrace_queue_depth", f["queue_depth"], "Events queued for the worker now"),
         (
             "zltrace_queue_depth_peak",
@@ -269,6 +258,10 @@ def metrics_text(state: State) -> str:
         out.family(
             "zltrace_rss_bytes", "gauge", "Resident memory of the process", [(None, f["rss_bytes"])]
         )
+
+
+def _windows(out: _Exposition, f: Mapping[str, Any]) -> None:
+    """Window percentiles of the added time and the worker lag, as quantile gauges."""
     for prefix, key in (("added_latency", "added"), ("worker_lag", "lag")):
         out.family(
             f"zltrace_{prefix}_window_seconds",
@@ -279,10 +272,6 @@ def metrics_text(state: State) -> str:
                 for q, p in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"), ("1", "max"))
             ],
         )
-    histograms = m.histograms()
-    for name, key, help_text in HISTOGRAMS:
-        out.histogram(name, help_text, histograms[key])
-    return out.text()
 
 
 # -- the server ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The events the caller thread puts on the queue, and the capture path's failure counter.
+"""The events the caller thread puts on the queue, the capture path's failure counter, and
+the names of the caller-thread hooks with what the capture side's probe reports of them.
 
 An event is a plain tuple whose first item is one of the kinds below; the second is the
 exchange number (a process-wide counter). Tuples are the cheapest thing to build and put:
@@ -18,28 +19,19 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import threading
+from typing import NamedTuple
+
+from .._util import ForkSafeLock
 
 START, SEND, HEAD, DATA, EOF, CLOSE, ERROR = range(7)
 
 #: Exchange numbers, unique in the process (``next()`` on it is atomic under the GIL).
 exchange_ids = itertools.count(1)
 
-log = logging.getLogger("zltrace")
+log = logging.getLogger(__name__)
 
 _failures: dict[str, int] = {}
-_failures_lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # Another thread may have held the lock at fork(); in the child it would never be freed.
-    global _failures_lock
-    _failures_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_after_fork)
+_failures_lock = ForkSafeLock()
 
 
 def capture_failed(where: str, exc: BaseException) -> None:
@@ -62,3 +54,25 @@ def capture_failures() -> dict[str, int]:
     """A copy of the failure counts by place."""
     with _failures_lock:
         return dict(_failures)
+
+
+#: The hooks every exchange goes through once, in the order they run: (urllib3 1.26 only)
+#: the pool's ``urlopen`` marking the logical request; ``_make_request`` starting the
+#: exchange; the ``send`` of the request head; the connection's ``response_class``;
+#: ``TracedResponse.begin`` reporting the head and installing the tee; ``Tee.close``.
+FIXED_HOOKS = ("urlopen", "make_request", "send", "response_class", "begin", "close")
+
+
+class HookCosts(NamedTuple):
+    """One hook probe's figures, in ns, measured at the interpreter's speed now.
+
+    The capture side's probe returns it; the monitor turns it into the added-time figures.
+    """
+
+    #: Per round: one body read through the tee minus the bare file's read.
+    read: list[int]
+    #: Per name of :data:`FIXED_HOOKS`: median traced call minus median bare call, >= 0
+    #: (0 for a hook this urllib3 does not have).
+    fixed: dict[str, int]
+    #: How long the probe itself took.
+    took_ns: int

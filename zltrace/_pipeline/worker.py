@@ -4,7 +4,7 @@ Goal: the caller thread pays for a tuple and a ``SimpleQueue.put`` per event and
 else -- in particular it must never wait long for the GIL while this thread holds it.
 The GIL is the whole game here: when the caller's ``recv()`` returns it needs the GIL
 back, and if this thread is in the middle of pure-Python work it waits until we release
-it voluntarily (blocking call, sleep, write) or until the 5 ms switch interval forces us.
+it voluntarily (blocking call, sleep, write) or until the switch interval forces us.
 (We never touch ``sys.setswitchinterval``: it belongs to the host.)
 
 How each hold is kept short:
@@ -15,33 +15,29 @@ How each hold is kept short:
 2. Work in slices. Events are handled in slices of at most ``SLICE_NS`` of this thread's
    CPU time; after each slice the thread sleeps ``YIELD_S`` -- a real sleep, long enough
    for a caller that is waiting for the GIL to take it (``sleep(0)`` drops the GIL but
-   retakes it before a waiting thread, woken on another core, can run). Wall time would
-   also count the time spent waiting for the GIL while a caller ran: slices measured that
-   way ended in a yield after almost every event (0.84 sleeps per 1 KB exchange at full
-   speed against 0.39, and 66-73 against 52-63 us of worker CPU per exchange). The yields
-   happen only while the backlog is small: with more than ``BACKLOG`` events queued the
-   worker runs flat out until it has caught up, so memory stays bounded under sustained
-   load (counted in ``stats()["worker_catchups"]``).
+   retakes it before a waiting thread, woken on another core, can run). CPU time, not wall
+   time: wall time also counts the time spent waiting for the GIL while a caller ran, and
+   slices timed that way end in a yield after almost every event (more sleeps, more
+   thread switches, more worker CPU). The yields happen only while the backlog is small:
+   with more than ``BACKLOG`` events queued the worker runs flat out until it has caught
+   up, so memory stays bounded under sustained load (counted in
+   ``stats()["worker_catchups"]``).
 3. Nothing proportional to body size holds the GIL: the assembler keeps references and
    ``memoryview`` slices, never joins; bodies over ``INLINE_MAX`` go to the side file with
    ``os.writev``, which releases the GIL while the kernel copies. The largest hold left is
-   encoding one line with an inline body of at most 4 KiB (~11 us measured).
-4. Memory stays within ``memory_pool_size``: above 90% in-flight bodies spill to the side file,
-   above 75% the queue is bounded and callers wait for this thread (policy in ``_budget.py``).
+   encoding one line with an inline body of at most ``INLINE_MAX`` bytes.
+4. Memory stays within ``memory_pool_size``: above 90% in-flight bodies spill to the side
+   file, above 75% the queue is bounded and callers wait for this thread (policy in
+   ``budget.py``).
 
-Measured with ``python -m zltrace bench`` (2-core VM, CPython 3.11, urllib3 2.7; traced minus
-bare, interleaved on one loopback server; commit 987526f): 1 KB bodies +6.1 us at p50; the
-writer persisted 333 MB/s of 256 KB bodies while the caller's p50 added latency stayed at
-+11.8 us; a 10-minute full-speed soak (commit dcea088) held RSS at +20.6 MB over the untraced
-run, flat, with 0 of 1.96 M exchanges lost. What this design does not achieve is the tail: a
-caller that finds the GIL held by this thread waits on a condition variable and must be woken,
-which on this VM costs about as much as the whole bare-vs-bare p99 (40-110 us); with the GIL
-held 5-7% of the time, 5-7% of requests pay it: the 1 KB p95 is 80-150 us (42-48 us with a
-worker that does nothing, ``bench/worker_variants.py``), the p99 +165 us (90-100 us with no
-worker work at all: capture itself and this VM's noise). Shorter slices do not help (15 us,
-previous session: same p99, +50% worker CPU); none at all makes the p99 worse. The worker
-costs ~52 us of CPU per 1 KB exchange in a traced-only loop, ~15 us replayed alone; the
-difference is thread switching. ``bench/README.md`` has the full table and the analysis.
+What this design does not achieve is the tail: a caller that finds the GIL held by this
+thread waits on a condition variable and must be woken, so the share of time this thread
+holds the GIL becomes the share of requests that pay a wake-up. Shorter slices do not help,
+and none at all makes it worse. ``bench/README.md`` has the measurements (``python -m
+zltrace bench``).
+
+The worker reports what it does to a ``WorkerObserver`` (``observer.py``: the monitor,
+wired by the tracer); by default nobody observes.
 """
 
 from __future__ import annotations
@@ -51,16 +47,14 @@ import queue
 import threading
 import time
 from time import perf_counter_ns, thread_time_ns
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .assembler import Assembler, Finished
 from .budget import Budget
+from .observer import NULL_OBSERVER, WorkerObserver
 from .writer import TraceWriter
 
-if TYPE_CHECKING:
-    from .._monitor.monitor import PerformanceMonitor
-
-log = logging.getLogger("zltrace")
+log = logging.getLogger(__name__)
 
 GATHER_S = 0.002
 SLICE_NS = 50_000
@@ -85,10 +79,10 @@ class Worker:
         on_crash: Callable[[], None] | None = None,
         budget: Budget | None = None,
         on_pressure: Callable[[bool], None] | None = None,
-        monitor: PerformanceMonitor | None = None,
+        observer: WorkerObserver = NULL_OBSERVER,
     ) -> None:
-        #: Fed from this thread only (see _monitor.py); ``tick()`` at most once a second.
-        self._monitor = monitor
+        #: Told from this thread only; woken for ``maybe_tick()`` when it is ``ticking``.
+        self._observer = observer
         self._q = q
         self._asm = assembler
         self._writer = writer
@@ -156,16 +150,16 @@ class Worker:
                 # The next flush, or the writer's next retry when it is backing off.
                 due = max(self._oldest + self._flush_ns, self._writer.retry_at)
                 timeout = max(0.0, (due - perf_counter_ns()) / 1e9)
-            monitor = self._monitor
-            if monitor is not None and monitor.ticking:
-                tick = monitor.due()
+            observer = self._observer
+            if observer.ticking:
+                tick = observer.due()
                 timeout = tick if timeout is None else min(timeout, tick)
             try:
                 first = get(timeout=timeout)
             except queue.Empty:
                 self._flush()
-                if monitor is not None and monitor.ticking:
-                    monitor.maybe_tick()
+                if observer.ticking:
+                    observer.maybe_tick()
                 continue
             self.wakeups += 1
             if first[0] < FLUSH:
@@ -174,12 +168,11 @@ class Worker:
             for _ in range(q.qsize()):
                 batch.append(q.get_nowait())
             self._account(len(batch))
-            if monitor is not None:
-                monitor.batch(len(batch))
+            observer.batch(len(batch))
             if self._handle(batch):
                 return
-            if monitor is not None and monitor.ticking:
-                monitor.maybe_tick()
+            if observer.ticking:
+                observer.maybe_tick()
 
     def _handle(self, batch: list[Any]) -> bool:
         """Process one drained batch in slices; True when told to stop."""
@@ -224,8 +217,7 @@ class Worker:
                     start = now
                     continue
                 self.max_slice_ns = max(self.max_slice_ns, now - start)
-                if self._monitor is not None:
-                    self._monitor.hold_ns(now - start)
+                self._observer.hold_ns(now - start)
                 queued = self._q.qsize()
                 self._pressure()
                 if queued < BACKLOG and not self.budget.throttled:
@@ -237,8 +229,7 @@ class Worker:
                 start = perf_counter_ns()
                 start_cpu = thread_time_ns()
         self._finish(out)
-        if self._monitor is not None:
-            self._monitor.hold_ns(perf_counter_ns() - start)
+        self._observer.hold_ns(perf_counter_ns() - start)
         if self._oldest is not None and (
             self._writer.pending >= self._buffer_size
             or perf_counter_ns() - self._oldest >= self._flush_ns
@@ -248,8 +239,8 @@ class Worker:
 
     def _finish(self, out: list[Finished]) -> None:
         writer = self._writer
-        if out and self._monitor is not None:
-            self._monitor.finished(out)
+        if out:
+            self._observer.finished(out)
         for f in out:
             try:
                 writer.add(f)
@@ -264,7 +255,7 @@ class Worker:
                 self._flush()
         out.clear()
 
-    # -- the memory budget (policy in _budget.py) ----------------------------------------------
+    # -- the memory budget (policy in budget.py) ----------------------------------------------
 
     def _account(self, backlog: int) -> None:
         """Total what is held now (``backlog`` events drained or queued, not yet handled)."""
@@ -283,8 +274,8 @@ class Worker:
         """Above 90%: flush, then spill in-flight bodies to the side file (drop if impossible)."""
         budget = self.budget
         budget.update(self._asm.bytes_held + self._writer.pending_bytes)
-        # The spill below may block in write() for a long time (writeback throttling: 90 ms
-        # measured with 1 GB in flight); callers must not fill the queue meanwhile.
+        # The spill below may block in write() for a long time (writeback throttling with
+        # much in flight); callers must not fill the queue meanwhile.
         self._pressure()
         self._flush()
         budget.spill(self._asm, self._writer, max(0, self._spill_at - (budget.high - budget.low)))
@@ -319,7 +310,6 @@ class Worker:
         # On failure the writer keeps the records and schedules its retry (``retry_at``).
         if self._writer.flush(force):
             self._oldest = None
-            if self._monitor is not None:
-                self._monitor.flushed()
+            self._observer.flushed()
         elif self._oldest is None:
             self._oldest = perf_counter_ns()
