@@ -19,7 +19,7 @@ from _server import ScriptedServer, response, send
 from conftest import records
 
 import zltrace
-from zltrace._pipeline.writer import INLINE_MAX
+from zltrace._format import INLINE_MAX
 
 ROOT = Path(__file__).parent.parent
 

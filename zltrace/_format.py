@@ -19,6 +19,8 @@ DEAD_LETTER_SUFFIX = ".deadletter.jsonl"
 
 #: Bodies up to this many bytes are stored inline in the line; larger ones in the side file.
 INLINE_MAX = 4 * 1024
+#: Body arrival times up to this many (offset, time) pairs are inline; more go to the side file.
+INLINE_READS = 256
 
 
 def stem_of(trace_path: str) -> str:

@@ -16,34 +16,14 @@ Rules:
 
 from __future__ import annotations
 
-import email.message
-import re
-from collections.abc import Iterable
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
 from .events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
-from .jsonenc import js as _js
-from .redact import SECRET as S
+from .finished import Buffer, Extent, Finished, Piece
+from .heads import HeadEncoder
 from .redact import Redactor
 
-Buffer = Union[bytes, memoryview]
-
-
-class Extent:
-    """Body bytes already stored in the side file (spilled under memory pressure)."""
-
-    __slots__ = ("offset", "size")
-
-    def __init__(self, offset: int, size: int) -> None:
-        self.offset = offset
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-
-#: A piece of a body: the caller's bytes (or a slice of them), or a stored extent.
-Piece = Union[bytes, memoryview, Extent]
+__all__ = ["Assembler", "Buffer", "Dechunker", "Extent", "Finished", "Piece"]
 
 
 class Dechunker:
@@ -114,52 +94,6 @@ class Dechunker:
                     self.state = self.DATA
                     self.left = size
         return got
-
-
-class Finished:
-    """One ended exchange, ready for the writer: JSON fragments, body pieces, figures."""
-
-    __slots__ = (
-        "error",
-        "id",
-        "logical",
-        "outcome",
-        "reads",
-        "request_body",
-        "request_json",
-        "response_body",
-        "response_json",
-        "timing",
-        "wall_ns",
-    )
-
-    def __init__(
-        self,
-        id: str,
-        logical: str,
-        wall_ns: int,
-        request_json: str,
-        request_body: list[Piece] | None,
-        response_json: str | None,
-        response_body: list[Piece] | None,
-        reads: list[int] | None,
-        outcome: str,
-        error: dict[str, str] | None,
-        timing: tuple[int | None, int | None, int | None, int],
-    ) -> None:
-        self.id = id
-        self.logical = logical
-        self.wall_ns = wall_ns
-        #: ``{"method":...,"complete":...`` -- the request object without body and brace.
-        self.request_json = request_json
-        self.request_body = request_body
-        #: ``{"status":...,"framing":...`` -- the response object without body, reads, brace.
-        self.response_json = response_json
-        self.response_body = response_body
-        self.reads = reads  # flat [end_offset, t_ns, end_offset, t_ns, ...] of body arrivals
-        self.outcome = outcome
-        self.error = error
-        self.timing = timing
 
 
 class _Open:
@@ -241,9 +175,7 @@ class Assembler:
         self._run = run_id
         self._wall0 = wall0_ns
         self._perf0 = perf0_ns
-        self._redact = redactor
-        self._secrets: list[tuple[str, str]] = []
-        self._heads: dict[tuple[Any, ...], tuple[str, bool, bool, list[tuple[str, str]]]] = {}
+        self._heads = HeadEncoder(redactor)
         self.bytes_held = 0
         self.data_bytes = 0  # response bytes seen in all (for the queue's byte estimate)
 
@@ -412,7 +344,7 @@ class Assembler:
     # -- building the record ---------------------------------------------------------------
 
     def _finish(self, ex: _Open, outcome: str, t_end: int) -> Finished:
-        request_json, request_body = self._request(ex)
+        request_json, request_body, secrets = self._request(ex)
         if ex.dropped and ex.error is None:
             ex.error = {
                 "type": "zltrace.BodyDropped",
@@ -421,16 +353,12 @@ class Assembler:
             }
         error = ex.error
         if error is not None:
-            error["message"] = self._scrub(error["message"])
+            error["message"] = self._heads.scrub(error["message"], secrets)
         t0 = ex.t0
         response_json = None
         if ex.head is not None:
             _, status, reason, version, msg = ex.head
-            response_json = (
-                f'{{"status":{int(status)},"reason":{_js(str(reason))},'
-                f'"http_version":"{"HTTP/1.0" if version == 10 else "HTTP/1.1"}",'
-                f'"headers":{self._headers_json(_message_pairs(msg))},"framing":"{ex.framing}"'
-            )
+            response_json = self._heads.response(status, reason, version, msg, ex.framing)
         return Finished(
             f"{self._run}.{ex.ex}",
             f"{self._run}.{ex.logical}",
@@ -450,114 +378,30 @@ class Assembler:
             ),
         )
 
-    def _headers_json(self, pairs: Iterable[tuple[str, str]]) -> str:
-        redact = self._redact
-        kind, fp, url = redact.kind, redact.fingerprint, redact.target
-        # Plain (0), SECRET (a fingerprint) or a URL (its query redacted), by name, cached.
-        return (
-            "["
-            + ",".join(
-                [
-                    f"[{_js(n)},{_js(v if not (k := kind(n)) else fp(v) if k == S else url(v)[0])}]"
-                    for n, v in pairs
-                ]
-            )
-            + "]"
-        )
-
-    def _request(self, ex: _Open) -> tuple[str, list[Piece] | None]:
-        """The request's JSON fragment (without its body) and its body pieces.
+    def _request(self, ex: _Open) -> tuple[str, list[Piece] | None, list[tuple[str, str]]]:
+        """The request's JSON fragment (without its body), its body pieces, its secrets.
 
         The head is located without joining the body: a large upload stays the caller's
         own ``bytes`` objects (sliced, never copied), so its size costs no GIL time here.
         """
         head, rest = _split_head(ex.sent)
-        complete = rest is not None
-        # Most requests of a client repeat the same head: parse and encode each once.
-        # Without a request line on the wire the method and target come from the call itself,
-        # so they are part of the key too.
-        key = (head, ex.scheme, ex.host, ex.port, complete, ex.method, ex.target)
-        parsed = self._heads.get(key)
-        if parsed is None:
-            parsed = self._parse_head(ex, head, complete)
-            if len(self._heads) >= 256:
-                self._heads.clear()
-            self._heads[key] = parsed
-        fragment, chunked, has_body, secrets = parsed
-        self._secrets = secrets
+        parsed = self._heads.request(
+            head, rest is not None, ex.scheme, ex.host, ex.port, ex.method, ex.target
+        )
         body: list[Piece] | None = None
         if rest is not None:
-            if chunked:
+            if parsed.chunked:
                 d = Dechunker()
                 for piece in rest:
                     d.feed(bytes(piece) if isinstance(piece, memoryview) else piece)
                 body = d.pieces
-            elif rest or has_body:
+            elif rest or parsed.has_body:
                 body = list(rest)
-        return fragment, body
-
-    def _parse_head(
-        self, ex: _Open, head: bytes, complete: bool
-    ) -> tuple[str, bool, bool, list[tuple[str, str]]]:
-        lines = head.split(b"\r\n")
-        parts = lines[0].decode("latin-1").split(" ", 2) if lines and lines[0] else []
-        # Before the header block is complete http.client has sent nothing: fall back to what
-        # _make_request() was given.
-        method = parts[0] if parts else ex.method
-        target = parts[1] if len(parts) > 1 else ex.target
-        version = parts[2] if len(parts) > 2 else ""
-        headers: list[tuple[str, str]] = []
-        for raw in lines[1:] if parts else ():
-            text = raw.decode("latin-1")
-            if text[:1] in (" ", "\t") and headers:
-                # obs-fold: a continuation of the previous header's value (http.client lets
-                # it through); it must be redacted with that header, not stand on its own.
-                name, value = headers[-1]
-                headers[-1] = (name, f"{value} {text.strip()}")
-                continue
-            name, _, value = text.partition(":")
-            headers.append((name, value.strip()))
-        lowered = {n.lower(): v for n, v in headers}
-        chunked = "chunked" in lowered.get("transfer-encoding", "").lower()
-        has_body = chunked or "content-length" in lowered
-        secrets = [(v, v) for n, v in headers if v and self._redact.is_secret(n)]
-        url, in_query = self._redact.target(self._url(ex, target))
-        secrets += in_query
-        fragment = (
-            f'{{"method":{_js(method)},"url":{_js(url)},'
-            f'"http_version":{_js(version)},"headers":{self._headers_json(headers)},'
-            f'"complete":{"true" if complete else "false"}'
-        )
-        return fragment, chunked, has_body, secrets
-
-    def _scrub(self, message: str) -> str:
-        """Keep credentials out of error messages (http.client quotes bad header values)."""
-        for value, key in self._secrets:
-            quoted = repr(value.encode("latin-1", "replace"))[2:-1]
-            for form in (value, repr(value)[1:-1], quoted):
-                if form:
-                    message = message.replace(form, self._redact.fingerprint(key))
-        return _HEADER_ERROR.sub(r"\1 <redacted>", message)
-
-    @staticmethod
-    def _url(ex: _Open, target: str) -> str:
-        if target.startswith(("http://", "https://")):
-            return target  # absolute form, sent to a forward proxy
-        host = ex.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        default = 443 if ex.scheme == "https" else 80
-        port = "" if ex.port in (None, default) else f":{ex.port}"
-        return f"{ex.scheme}://{host}{port}{target}"
+        return parsed.fragment, body, parsed.secrets
 
 
 def _drop(buffers: list[Buffer]) -> int:
     return -1
-
-
-# http.client: "Invalid header value b'...'" / "Invalid header name b'...'"; the value may be
-# a credential whose header was never sent, so it cannot be matched by name.
-_HEADER_ERROR = re.compile(r"(Invalid header (?:value|name)) .*", re.DOTALL)
 
 
 def _split_head(sent: list[bytes]) -> tuple[bytes, list[Buffer] | None]:
@@ -577,9 +421,3 @@ def _split_head(sent: list[bytes]) -> tuple[bytes, list[Buffer] | None]:
         if len(head) > 1 << 20:  # not an HTTP head; do not grow without bound
             break
     return head, None
-
-
-def _message_pairs(msg: Any) -> Iterable[tuple[str, str]]:
-    if isinstance(msg, email.message.Message):
-        return [(str(k), str(v)) for k, v in msg.raw_items()]
-    return []

@@ -27,7 +27,7 @@ Policy, in order (every step counted in ``stats()``):
    in-flight bodies are dropped, largest first, and the exchange's record says so
    (``error.type`` ``zltrace.BodyDropped``, with the count); ``stats()["body_bytes_dropped"]``
    counts them. Encoded lines beyond the budget while the disk is gone are dropped oldest
-   first and counted in ``records_lost`` (see ``_writer``). Both are logged at CRITICAL.
+   first and counted in ``records_lost`` (see :mod:`.writer`). Both are logged at CRITICAL.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .assembler import Assembler
     from .writer import TraceWriter
 
-log = logging.getLogger("zltrace")
+log = logging.getLogger(__name__)
 
 HIGH = 0.90
 RESUME = 0.75
@@ -84,7 +84,7 @@ class Budget:
         try:
             self.spilled_bytes += asm.spill(writer.spill, target)
         except OSError as exc:
-            writer._failed("side file write (spill)", exc)
+            writer.failed("side file write (spill)", exc)
             if asm.bytes_held > self.limit:
                 dropped = asm.drop_bodies(target)
                 self.dropped_bytes += dropped
