@@ -1,4 +1,4 @@
-"""Server-sent events (``text/event-stream``) parsing, read side.
+"""Server-sent events (``text/event-stream``) parsing.
 
 Rules: the WHATWG HTML "event stream interpretation" (section 9.2.6), byte for byte:
 
