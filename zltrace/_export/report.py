@@ -34,6 +34,7 @@ from .._read.llm import Block, is_event_stream, message_view, model_of, usage_of
 from .._read.records import Exchange, Request, Response
 from .._read.sse import SSEEvent
 from .._version import __version__
+from ..exceptions import InvalidArgumentError
 
 __all__ = ["DEFAULT_BODY_LIMIT", "write_report"]
 
@@ -274,7 +275,7 @@ def write_report(
     Bodies, message texts and SSE data are shown up to ``body_limit`` bytes each.
     """
     if body_limit < 0:
-        raise ValueError(f"body_limit must be >= 0, got {body_limit!r}")
+        raise InvalidArgumentError(f"body_limit must be >= 0, got {body_limit!r}")
     css, js = _asset("report.css"), _asset("report.js")
     csp = (
         f"default-src 'none'; script-src '{_sha256(js)}'; style-src '{_sha256(css)}'; "

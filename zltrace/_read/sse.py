@@ -34,6 +34,8 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
+from ..exceptions import ParserClosedError
+
 __all__ = ["SSEEvent", "SSEParser", "parse_sse"]
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -71,7 +73,7 @@ class SSEParser:
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Parse the next bytes of the stream; returns the events they complete."""
         if self._closed:
-            raise ValueError("SSEParser.feed() after close()")
+            raise ParserClosedError("SSEParser.feed() after close()")
         return self._text(self._decoder.decode(data))
 
     def close(self) -> list[SSEEvent]:
