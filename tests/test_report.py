@@ -526,6 +526,13 @@ def test_negative_body_limit_is_refused() -> None:
         zltrace.write_report([], io.StringIO(), body_limit=-1)
 
 
+def test_negative_body_limit_is_a_zltrace_error() -> None:
+    """The refusal of a negative body_limit is a ZltraceError (and a ValueError)."""
+    with pytest.raises(zltrace.ZltraceError) as caught:
+        zltrace.write_report([], io.StringIO(), body_limit=-1)
+    assert isinstance(caught.value, ValueError)
+
+
 # -- the CLI ----------------------------------------------------------------------------------
 
 

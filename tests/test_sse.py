@@ -10,7 +10,7 @@ from fixtures_llm import ALL, Stream
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zltrace import SSEEvent, SSEParser, parse_sse
+from zltrace import SSEEvent, SSEParser, ZltraceError, parse_sse
 
 
 def events(data: bytes | Sequence[bytes]) -> list[SSEEvent]:
@@ -198,6 +198,15 @@ def test_close_is_idempotent_and_feed_after_close_raises() -> None:
     assert parser.close() == []
     with pytest.raises(ValueError, match="after close"):
         parser.feed(b"data: b\n\n")
+
+
+def test_feed_after_close_is_a_zltrace_error() -> None:
+    """Feeding a closed parser raises a ZltraceError that is also a ValueError."""
+    parser = SSEParser()
+    parser.close()
+    with pytest.raises(ZltraceError) as caught:
+        parser.feed(b"data: b\n\n")
+    assert isinstance(caught.value, ValueError)
 
 
 def test_parse_sse_accepts_bytes_like_and_iterables() -> None:

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 import zltrace
 from zltrace._cli import main
-from zltrace._export.stats import format_stats, percentile
+from zltrace._export.stats import format_stats
+from zltrace._util import percentile
 
 
 def _free_port() -> int:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "InvalidArgumentError",
     "NotCallableError",
+    "ParserClosedError",
     "UnsupportedTargetError",
     "ZltraceError",
     "ZltraceWarning",
@@ -21,6 +23,14 @@ class ZltraceError(Exception):
 
 class ConfigError(ZltraceError, ValueError):
     """A configuration value passed in code is invalid (the message names the field and value)."""
+
+
+class InvalidArgumentError(ZltraceError, ValueError):
+    """An argument is outside what the function takes (the message names it and its value)."""
+
+
+class ParserClosedError(ZltraceError, ValueError):
+    """An incremental parser was fed after it was closed."""
 
 
 class UnsupportedTargetError(ZltraceError, TypeError):

@@ -1,4 +1,4 @@
-"""claude-trace export (read side): one JSON line per exchange, as claude-trace logs them.
+"""claude-trace export: one JSON line per exchange, as claude-trace logs them.
 
 Mirrors the ``RawPair`` records of claude-trace's interceptor (badlogic/lemmy,
 ``apps/claude-trace/src/interceptor.ts``, fetch path, and the ``RawPair`` type in
@@ -36,7 +36,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn, TextIO
 
-from .._read.reader import Exchange
+from .._read.records import Exchange
+from .timefmt import iso_utc_ms
 
 __all__ = ["export_claude_trace"]
 
@@ -60,11 +61,6 @@ def _epoch_ms(ex: Exchange, offset_ns: int) -> int:
     """Whole milliseconds since the epoch, ``offset_ns`` after the exchange started."""
     start_us = (ex.started_at - _EPOCH) // timedelta(microseconds=1)
     return (start_us * 1000 + offset_ns) // 1_000_000
-
-
-def _iso_ms(ms: int) -> str:
-    dt = _EPOCH + timedelta(milliseconds=ms)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def _headers(headers: list[tuple[str, str]]) -> dict[str, str]:
@@ -104,7 +100,7 @@ def _pair(ex: Exchange) -> dict[str, Any]:
         "headers": _headers(rq.headers),
         "body": body,
     }
-    logged_at = _iso_ms(_epoch_ms(ex, ex.timing.end))
+    logged_at = iso_utc_ms(_EPOCH + timedelta(milliseconds=_epoch_ms(ex, ex.timing.end)))
     rs = ex.response
     if rs is None:
         note = ORPHAN_NOTE if ex.error is None else f"{ORPHAN_NOTE} ({ex.error})"

@@ -1,4 +1,4 @@
-"""HAR 1.2 export (read side): exchanges to an HTTP Archive, one entry at a time.
+"""HAR 1.2 export: exchanges to an HTTP Archive, one entry at a time.
 
 The HAR document is one JSON object, but nothing here builds it whole: the head of ``log``
 is written, then each exchange's entry as it is read, then the closing brackets, so a trace
@@ -32,13 +32,14 @@ import codecs
 import json
 import re
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from .._read.reader import Exchange, Response
+from .._read.records import Exchange, Response
 from .._version import __version__
+from .timefmt import iso_utc_ms
 
 __all__ = ["export_har"]
 
@@ -66,16 +67,10 @@ def _ms(ns: int) -> float:
     return round(ns / 1e6, 3)
 
 
-def _iso(dt: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and ``Z``, as HAR tools write it."""
-    dt = dt.astimezone(timezone.utc) if dt.tzinfo else dt
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
 def _entry(ex: Exchange) -> dict[str, Any]:
     timings = _timings(ex)
     entry: dict[str, Any] = {
-        "startedDateTime": _iso(ex.started_at),
+        "startedDateTime": iso_utc_ms(ex.started_at),
         "time": timings["send"] + timings["wait"] + timings["receive"],
         "request": _request(ex),
         "response": _response(ex.response),
@@ -187,7 +182,7 @@ def _http_date(value: str) -> str | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return _iso(dt)
+    return iso_utc_ms(dt)
 
 
 def _text(data: bytes, content_type: str) -> tuple[str, str | None]:

@@ -1,4 +1,4 @@
-"""A self-contained HTML report of a trace: :func:`write_report`.
+"""A self-contained HTML report of a trace: :func:`write_report` (rendering only).
 
 Rules this module keeps:
 
@@ -9,7 +9,7 @@ Rules this module keeps:
   The page's one script builds the DOM with ``textContent`` and DOM properties only. A CSP
   allows exactly that script and that stylesheet (by hash) and nothing else, so even an
   escaping bug could not run injected code or fetch anything.
-- Self-contained: CSS and JS ship in ``_report_assets/`` and are inlined; no network at view time.
+- Self-contained: CSS and JS ship in ``report_assets/`` and are inlined; no network at view time.
 - Streaming: exchanges are written one by one as they are read; only counters are kept, so a
   large trace reports in the memory of its largest exchange. Bodies, message texts and SSE
   events are clipped to ``body_limit`` bytes each in the page, with the clipped size stated.
@@ -30,10 +30,11 @@ from importlib import resources
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from .._read.llm import is_event_stream, model_of, usage_of
-from .._read.reader import Exchange, Request, Response
+from .._read.llm import Block, is_event_stream, message_view, model_of, usage_of
+from .._read.records import Exchange, Request, Response
 from .._read.sse import SSEEvent
 from .._version import __version__
+from ..exceptions import InvalidArgumentError
 
 __all__ = ["DEFAULT_BODY_LIMIT", "write_report"]
 
@@ -141,107 +142,22 @@ def _pretty(value: Any) -> str:
 # -- the reconstructed message --------------------------------------------------------------
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _block(kind: str, text: str, limit: int, **extra: Any) -> dict[str, Any]:
+def _block(block: Block, limit: int) -> dict[str, Any]:
+    # Prose is shown as it is; anything structured (tool input, errors) pretty-printed.
+    text = block.value if block.kind in ("text", "thinking") else _pretty(block.value)
     shown, cut = _clip(text, limit)
-    return {"kind": kind, "text": shown, "truncated": cut, **extra}
-
-
-def _anthropic_blocks(content: list[Any], limit: int) -> list[dict[str, Any]]:
-    blocks = []
-    for b in content:
-        if not isinstance(b, dict):
-            continue
-        kind = b.get("type")
-        if kind == "text":
-            blocks.append(_block("text", str(b.get("text", "")), limit))
-        elif kind == "thinking":
-            blocks.append(_block("thinking", str(b.get("thinking", "")), limit))
-        elif kind in ("tool_use", "server_tool_use"):
-            name = str(b.get("name", ""))
-            blocks.append(_block("tool_use", _pretty(b.get("input", {})), limit, name=name))
-        else:
-            blocks.append(_block("other", _pretty(b), limit, name=str(kind)))
-    return blocks
-
-
-def _chat_blocks(choices: list[Any], limit: int) -> list[dict[str, Any]]:
-    blocks = []
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        msg = choice.get("message") or choice.get("delta") or {}
-        if not isinstance(msg, dict):
-            continue
-        reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            blocks.append(_block("thinking", reasoning, limit))
-        content = msg.get("content")
-        if isinstance(content, str) and content:
-            blocks.append(_block("text", content, limit))
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    blocks.append(_block("text", part["text"], limit))
-        for call in _list(msg.get("tool_calls")):
-            fn = call.get("function", {}) if isinstance(call, dict) else {}
-            if isinstance(fn, dict):
-                name = str(fn.get("name", ""))
-                blocks.append(
-                    _block("tool_use", _pretty(fn.get("arguments", "")), limit, name=name)
-                )
-    return blocks
-
-
-def _responses_blocks(output: list[Any], limit: int) -> list[dict[str, Any]]:
-    blocks = []
-    for item in output:
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        if kind == "message":
-            for part in _list(item.get("content")):
-                if not isinstance(part, dict):
-                    continue
-                text = part.get("text", part.get("refusal"))
-                if isinstance(text, str):
-                    blocks.append(_block("text", text, limit))
-        elif kind == "function_call":
-            name = str(item.get("name", ""))
-            blocks.append(_block("tool_use", _pretty(item.get("arguments", "")), limit, name=name))
-        elif kind == "reasoning":
-            parts = _list(item.get("summary")) + _list(item.get("content"))
-            text = "\n\n".join(
-                p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
-            )
-            blocks.append(_block("thinking", text, limit))
-        else:
-            blocks.append(_block("other", _pretty(item), limit, name=str(kind)))
-    return blocks
+    out: dict[str, Any] = {"kind": block.kind, "text": shown, "truncated": cut}
+    if block.name is not None:
+        out["name"] = block.name
+    return out
 
 
 def _message(msg: Any, limit: int) -> dict[str, Any] | None:
     """The reconstructed LLM message as display blocks, or None when it is not one."""
-    if not isinstance(msg, dict):
-        return None
-    if isinstance(msg.get("content"), list):
-        blocks = _anthropic_blocks(msg["content"], limit)
-        stop = msg.get("stop_reason")
-    elif isinstance(msg.get("choices"), list):
-        blocks = _chat_blocks(msg["choices"], limit)
-        first = msg["choices"][0] if msg["choices"] else {}
-        stop = first.get("finish_reason") if isinstance(first, dict) else None
-    elif isinstance(msg.get("output"), list):
-        blocks = _responses_blocks(msg["output"], limit)
-        stop = msg.get("status")
-    else:
+    view = message_view(msg)
+    if view is None:
         return None  # plain JSON: the response body section already shows it
-    if msg.get("error") is not None:  # an error event cut the stream short
-        blocks.append(_block("error", _pretty(msg["error"]), limit))
-    return {"blocks": blocks, "stop": None if stop is None else str(stop)}
+    return {"blocks": [_block(b, limit) for b in view.blocks], "stop": view.stop}
 
 
 def _sse(events: list[SSEEvent], limit: int) -> dict[str, Any]:
@@ -359,7 +275,7 @@ def write_report(
     Bodies, message texts and SSE data are shown up to ``body_limit`` bytes each.
     """
     if body_limit < 0:
-        raise ValueError(f"body_limit must be >= 0, got {body_limit!r}")
+        raise InvalidArgumentError(f"body_limit must be >= 0, got {body_limit!r}")
     css, js = _asset("report.css"), _asset("report.js")
     csp = (
         f"default-src 'none'; script-src '{_sha256(js)}'; style-src '{_sha256(css)}'; "

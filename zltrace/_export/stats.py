@@ -1,22 +1,23 @@
-"""Trace summaries (read side): counts, bytes and latency percentiles over a stream of exchanges.
+"""Trace summaries: counts, bytes and latency percentiles over a stream of exchanges.
 
 One pass, nothing of an exchange kept but a few integers: counters for outcomes, status
-classes and hosts, byte totals, and one int64 per exchange for each latency (8 bytes each in
-an ``array``; a million exchanges take 24 MB), sorted once at the end for exact percentiles.
+classes and hosts, byte totals, and one int64 per exchange for each latency (in an
+``array``, so memory grows by a few machine words per exchange), sorted once at the end for
+exact percentiles.
 """
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._read.reader import Exchange
+from .._read.records import Exchange
+from .._util import percentile
 
-__all__ = ["TraceStats", "format_stats", "percentile", "summarize"]
+__all__ = ["TraceStats", "format_stats", "summarize"]
 
 #: Percentiles reported for each latency, as (label, percent).
 PERCENTILES = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0))
@@ -26,16 +27,6 @@ _LATENCIES = (
     ("ttfb_ms", "request start to first body byte"),
     ("headers_ms", "request start to response head"),
 )
-
-
-def percentile(sorted_values: Sequence[int], percent: float) -> int:
-    """The nearest-rank percentile of already sorted values (the smallest value covering it)."""
-    if not sorted_values:
-        raise ValueError("percentile of no values")
-    if not 0 < percent <= 100:
-        raise ValueError(f"percent must be in (0, 100], got {percent!r}")
-    rank = math.ceil(percent / 100 * len(sorted_values))
-    return sorted_values[max(rank, 1) - 1]
 
 
 def _host(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Content decoding of response bodies (read side): gzip, deflate, and br/zstd when available."""
+"""Content decoding of response bodies: gzip, deflate, and br/zstd when available."""
 
 from __future__ import annotations
 

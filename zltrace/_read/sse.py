@@ -1,4 +1,4 @@
-"""Server-sent events (``text/event-stream``) parsing, read side.
+"""Server-sent events (``text/event-stream``) parsing.
 
 Rules: the WHATWG HTML "event stream interpretation" (section 9.2.6), byte for byte:
 
@@ -33,6 +33,8 @@ import re
 from collections.abc import Iterable, Iterator
 
 import attrs
+
+from ..exceptions import ParserClosedError
 
 __all__ = ["SSEEvent", "SSEParser", "parse_sse"]
 
@@ -71,7 +73,7 @@ class SSEParser:
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Parse the next bytes of the stream; returns the events they complete."""
         if self._closed:
-            raise ValueError("SSEParser.feed() after close()")
+            raise ParserClosedError("SSEParser.feed() after close()")
         return self._text(self._decoder.decode(data))
 
     def close(self) -> list[SSEEvent]:

@@ -1,0 +1,152 @@
+"""The values the read side yields: an :class:`Exchange` with its request, response and timing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+import attrs
+
+from .decode import decode_content
+from .llm import Usage, is_event_stream, message_from_body, model_of, usage_of
+from .sse import SSEEvent, parse_sse
+
+__all__ = ["ErrorInfo", "Exchange", "Request", "Response", "SkippedLine", "Timing"]
+
+
+@attrs.frozen
+class Request:
+    """The request as it went on the wire (credential headers redacted)."""
+
+    method: str
+    url: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+
+    def header(self, name: str) -> str | None:
+        """First value of header ``name`` (case-insensitive), or None."""
+        return _header(self.headers, name)
+
+
+@attrs.frozen(slots=False)
+class Response:
+    """The response: status line, headers in wire order, and the body as received."""
+
+    status: int
+    reason: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    #: Exactly the bytes received, after chunked de-framing, before content decoding.
+    raw_body: bytes
+    #: How the body was delimited: "length", "chunked", "close" or "none".
+    framing: str
+    #: Arrival of body bytes: (end offset in raw_body, ns since the exchange started).
+    reads: list[tuple[int, int]]
+
+    def header(self, name: str) -> str | None:
+        """First value of header ``name`` (case-insensitive), or None."""
+        return _header(self.headers, name)
+
+    @cached_property
+    def _decoded(self) -> tuple[bytes, str | None]:
+        return decode_content(self.raw_body, self.header("content-encoding"))
+
+    @property
+    def body(self) -> bytes:
+        """The body with its Content-Encoding undone (gzip, deflate; br/zstd if installed)."""
+        return self._decoded[0]
+
+    @property
+    def decode_note(self) -> str | None:
+        """Why :attr:`body` is left as received, when it is."""
+        return self._decoded[1]
+
+
+@attrs.frozen
+class Timing:
+    """Nanoseconds from the start of the exchange (None when it did not happen)."""
+
+    request_sent: int | None
+    headers_received: int | None
+    first_byte: int | None
+    end: int
+
+
+@attrs.frozen
+class ErrorInfo:
+    """An exception seen during the exchange: its qualified type name and message."""
+
+    type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+@attrs.frozen
+class Exchange:
+    """One HTTP exchange (one attempt: retries and redirects are exchanges of their own)."""
+
+    id: str
+    #: Shared by every attempt of one logical request (the first attempt's id).
+    logical_id: str
+    started_at: datetime
+    request: Request
+    response: Response | None
+    #: "complete", "error", "abandoned" (the app stopped reading or closed early) or
+    #: "incomplete" (still in flight when the tracer closed).
+    outcome: str
+    error: ErrorInfo | None
+    timing: Timing
+    #: (trace file, line number) the exchange was read from.
+    source: tuple[str, int]
+
+    # Computed on each call (a frozen slots class has no cache): a report that wants the
+    # message, its usage and its model parses the body three times, which is fine at read
+    # time. None of these raises on a malformed body.
+
+    def sse_events(self) -> list[SSEEvent]:
+        """The server-sent events of a ``text/event-stream`` response body, else []."""
+        rs = self.response
+        if rs is None or not is_event_stream(rs.header("content-type")):
+            return []
+        return list(parse_sse(rs.body))
+
+    def message(self) -> dict[str, Any] | None:
+        """What an LLM API call returned, as its non-streaming form would have.
+
+        A streamed Anthropic Messages, OpenAI Chat Completions or Responses body is rebuilt
+        into the message / ``chat.completion`` / response object; any other JSON object body
+        is parsed; anything else (or no response) gives None.
+        """
+        rs = self.response
+        if rs is None:
+            return None
+        return message_from_body(rs.header("content-type"), rs.body)
+
+    def usage(self) -> Usage | None:
+        """The token counts reported in :meth:`message`, None if it has none."""
+        return usage_of(self.message())
+
+    def model(self) -> str | None:
+        """The model that answered (from :meth:`message`), else the one the request named."""
+        return model_of(self.message(), self.request.body)
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    low = name.lower()
+    for n, v in headers:
+        if n.lower() == low:
+            return v
+    return None
+
+
+@attrs.frozen
+class SkippedLine:
+    """A line :func:`read` could not use: where it is and why."""
+
+    file: str
+    line: int
+    reason: str
