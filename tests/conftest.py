@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import urllib3
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 import zltrace
 
@@ -49,25 +44,3 @@ def open_tracer(trace_dir: Path) -> Iterator[zltrace.Tracer]:
 def _reset_default_tracer() -> Iterator[None]:
     yield
     zltrace.reset_defaults()
-
-
-def records(tracer: zltrace.Tracer) -> list[zltrace.Exchange]:
-    """Close ``tracer`` (writing everything) and read its trace file back."""
-    assert tracer.close(timeout=10)
-    return list(zltrace.read(tracer.path))
-
-
-def flushed(tracer: zltrace.Tracer) -> list[zltrace.Exchange]:
-    """Flush ``tracer`` and read what is on disk so far."""
-    assert tracer.flush(timeout=10)
-    try:
-        return list(zltrace.read(tracer.path))
-    except FileNotFoundError:
-        return []
-
-
-def pool_for(srv: Any, tracer: zltrace.Tracer) -> Any:
-    """A traced pool on the loopback server ``srv`` that does not retry."""
-    return zltrace.wrap(
-        urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, timeout=30), tracer=tracer
-    )

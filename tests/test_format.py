@@ -15,8 +15,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 import urllib3
-from _server import ScriptedServer, response, send
-from conftest import records
+from support.server import ScriptedServer, response, send
+from support.trace import records
 
 import zltrace
 from zltrace._format import INLINE_MAX
@@ -163,7 +163,7 @@ def test_vendored_copy_traces_through_relative_imports(tmp_path: Path) -> None:
         assert "zltrace" not in sys.modules
         import urllib3
         from host_app._vendor import zltrace
-        from _server import ScriptedServer, response
+        from support.server import ScriptedServer, response
         with ScriptedServer([response(200, b"vendored")]) as srv:
             t = zltrace.Tracer(zltrace.Config(dir={str(tmp_path / "t")!r}))
             pool = t.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))

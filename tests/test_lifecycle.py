@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import urllib3
-from _server import ScriptedServer, response
-from conftest import records
+from support.server import ScriptedServer, response
+from support.trace import records
 
 import zltrace
 
@@ -27,7 +27,7 @@ CHILD = textwrap.dedent(
     import os, signal, sys, time
     sys.path[:0] = [{root!r}, {tests!r}]
     import urllib3, zltrace
-    from _server import ScriptedServer, response
+    from support.server import ScriptedServer, response
     mode, trace_dir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "app-handler":
         def handler(signum, frame):

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import urllib3
-from _server import ScriptedServer, response
-from conftest import records
+from support.server import ScriptedServer, response
+from support.trace import records
 
 import zltrace
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 
 
 def test_lone_surrogates_in_an_error_message_keep_the_worker_alive(
@@ -67,7 +67,7 @@ CHILD = textwrap.dedent(
     import os, signal, sys, threading, time
     sys.path[:0] = [{root!r}, {tests!r}]
     import urllib3, zltrace
-    from _server import ScriptedServer, response
+    from support.server import ScriptedServer, response
     mode, d = sys.argv[1], sys.argv[2]
     with ScriptedServer([response(200, b"x" * 10)]) as srv:
         zl = mode == "zero-latency"
@@ -131,7 +131,7 @@ def test_sigterm_with_an_app_handler_keeps_tracing(tmp_path: Path) -> None:
             import os, signal, sys
             sys.path[:0] = [{str(TESTS.parent)!r}, {str(TESTS)!r}]
             import urllib3, zltrace
-            from _server import ScriptedServer, response
+            from support.server import ScriptedServer, response
             seen = []
             signal.signal(signal.SIGTERM, lambda s, f: seen.append(s))
             with ScriptedServer([response(200, b"ok")]) as srv:

@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from _server import ScriptedServer, response
+from support.server import ScriptedServer, response
 
 import zltrace
 

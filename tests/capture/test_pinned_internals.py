@@ -25,8 +25,17 @@ import pytest
 import urllib3
 import urllib3.connection
 import urllib3.poolmanager
-from _server import ScriptedServer, Step, chunk_frame, close, pause, reset, send, sse_response
-from conftest import records
+from support.server import (
+    ScriptedServer,
+    Step,
+    chunk_frame,
+    close,
+    pause,
+    reset,
+    send,
+    sse_response,
+)
+from support.trace import records
 from urllib3.poolmanager import ProxyConfig
 from urllib3.util import Retry, Timeout, parse_url
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import urllib3
-from _server import Request, ScriptedServer, reset, response
-from conftest import records
+from support.server import Request, ScriptedServer, reset, response
+from support.trace import records
 from urllib3._collections import HTTPHeaderDict  # public as urllib3.HTTPHeaderDict only in 2.x
 
 import zltrace

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from _server import ScriptedServer, response
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.server import ScriptedServer, response
 
 import zltrace
 from zltrace._capture import pool as _pool

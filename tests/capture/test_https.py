@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import urllib3
-from conftest import records
+from support.trace import records
 
 import zltrace
 

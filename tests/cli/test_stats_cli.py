@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import urllib3
-from _server import ScriptedServer, response, sse_response
 from hypothesis import given
 from hypothesis import strategies as st
+from support.server import ScriptedServer, response, sse_response
 
 import zltrace
 from zltrace._cli import main

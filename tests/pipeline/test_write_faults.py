@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import urllib3
-from _faults import Faults, MainOnly
-from _server import ScriptedServer, response
+from support.faults import Faults, MainOnly
+from support.server import ScriptedServer, response
 
 import zltrace
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 import urllib3
-from _faults import Faults
-from _server import ScriptedServer, response
 from prometheus_client.parser import text_string_to_metric_families
+from support.faults import Faults
+from support.server import ScriptedServer, response
 
 import zltrace
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture

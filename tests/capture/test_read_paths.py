@@ -18,7 +18,9 @@ from typing import Any, Callable, Optional
 
 import pytest
 import urllib3
-from _server import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.server import (
     Routes,
     ScriptedServer,
     Step,
@@ -28,9 +30,7 @@ from _server import (
     response,
     send,
 )
-from conftest import records
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from support.trace import records
 
 import zltrace
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import urllib3
-from _server import ScriptedServer, close, reset, response, send, wait_for
-from conftest import records
+from support.server import ScriptedServer, close, reset, response, send, wait_for
+from support.trace import records
 
 import zltrace
 

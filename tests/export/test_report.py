@@ -24,10 +24,10 @@ from typing import Any
 import attrs
 import pytest
 import urllib3
-from _server import ScriptedServer, close, response, send, sse_response
-from conftest import records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.server import ScriptedServer, close, response, send, sse_response
+from support.trace import records
 
 import zltrace
 from zltrace._cli import main

@@ -17,19 +17,9 @@ from typing import Any
 import attrs
 import pytest
 import urllib3
-from _server import (
-    Routes,
-    ScriptedServer,
-    Step,
-    chunk_frame,
-    close,
-    gzip_bytes,
-    response,
-    send,
-    sse_response,
-)
-from conftest import records
-from fixtures_llm import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.llm_fixtures import (
     ALL,
     ANTHROPIC_ERROR,
     ANTHROPIC_JSON_BODY,
@@ -44,8 +34,18 @@ from fixtures_llm import (
     data_only,
     named,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from support.server import (
+    Routes,
+    ScriptedServer,
+    Step,
+    chunk_frame,
+    close,
+    gzip_bytes,
+    response,
+    send,
+    sse_response,
+)
+from support.trace import records
 
 import zltrace
 from zltrace._read.llm import message_from_body, rebuild_stream, usage_of

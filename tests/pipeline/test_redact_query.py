@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import urllib3
-from _server import ScriptedServer, response
-from conftest import records
+from support.server import ScriptedServer, response
+from support.trace import records
 
 import zltrace
 from zltrace._pipeline.redact import Redactor

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 import urllib3
 import urllib3.poolmanager
-from _server import ScriptedServer, response
-from conftest import flushed, records
+from support.server import ScriptedServer, response
+from support.trace import flushed, records
 
 import zltrace
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import urllib3
-from _faults import Faults
-from _server import ScriptedServer, response
+from support.faults import Faults
+from support.server import ScriptedServer, response
 
 import zltrace
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import urllib3
-from _server import ScriptedServer, response
-from conftest import records
+from support.server import ScriptedServer, response
+from support.trace import records
 
 import zltrace
 from zltrace._monitor.alerts import ALERT_LOGGER, AlertEngine, default_rules

@@ -6,9 +6,9 @@ import re
 from collections.abc import Iterator, Sequence
 
 import pytest
-from fixtures_llm import ALL, Stream
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.llm_fixtures import ALL, Stream
 
 from zltrace import SSEEvent, SSEParser, ZltraceError, parse_sse
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import urllib3
-from _faults import MainOnly
-from _server import ScriptedServer, response
+from support.faults import MainOnly
+from support.server import ScriptedServer, response
 
 import zltrace
 

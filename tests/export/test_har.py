@@ -22,10 +22,10 @@ from typing import Any
 import jsonschema
 import pytest
 import urllib3
-from _server import Routes, ScriptedServer, gzip_bytes, response, sse_response
-from conftest import pool_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.server import Routes, ScriptedServer, gzip_bytes, response, sse_response
+from support.trace import pool_for
 
 import zltrace
 from zltrace._cli import main

@@ -1,0 +1,31 @@
+"""Reading a tracer's output back, and a traced pool on a loopback server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import urllib3
+
+import zltrace
+
+
+def records(tracer: zltrace.Tracer) -> list[zltrace.Exchange]:
+    """Close ``tracer`` (writing everything) and read its trace file back."""
+    assert tracer.close(timeout=10)
+    return list(zltrace.read(tracer.path))
+
+
+def flushed(tracer: zltrace.Tracer) -> list[zltrace.Exchange]:
+    """Flush ``tracer`` and read what is on disk so far."""
+    assert tracer.flush(timeout=10)
+    try:
+        return list(zltrace.read(tracer.path))
+    except FileNotFoundError:
+        return []
+
+
+def pool_for(srv: Any, tracer: zltrace.Tracer) -> Any:
+    """A traced pool on the loopback server ``srv`` that does not retry."""
+    return zltrace.wrap(
+        urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, timeout=30), tracer=tracer
+    )
