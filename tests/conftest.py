@@ -40,6 +40,13 @@ def open_tracer(trace_dir: Path) -> Iterator[zltrace.Tracer]:
     t.close(timeout=10)
 
 
+@pytest.fixture(params=["tracer", "std_tracer"])
+def any_tracer(request: pytest.FixtureRequest) -> zltrace.Tracer:
+    """The zero-latency tracer, then the standard-mode tracer (each test runs under both)."""
+    t: zltrace.Tracer = request.getfixturevalue(request.param)
+    return t
+
+
 @pytest.fixture(autouse=True)
 def _reset_default_tracer() -> Iterator[None]:
     yield

@@ -13,39 +13,18 @@ import json
 import socket
 import threading
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
 from support.server import ScriptedServer, close, reset, response, send, wait_for
-from support.trace import records
+from support.trace import records, traced_pool
 
 import zltrace
 
 BODY = bytes(range(256)) * 256  # 64 KiB
-
-
-@pytest.fixture(params=["tracer", "std_tracer"])
-def any_tracer(request: pytest.FixtureRequest) -> zltrace.Tracer:
-    """Each test runs under the zero-latency and the standard tracer."""
-    t: zltrace.Tracer = request.getfixturevalue(request.param)
-    return t
-
-
-@contextmanager
-def traced_pool(srv_or_port: Any, tracer: zltrace.Tracer | None, **kw: Any) -> Iterator[Any]:
-    """A pool to the server (traced unless ``tracer`` is None); closed afterwards."""
-    port = srv_or_port if isinstance(srv_or_port, int) else srv_or_port.port
-    pool = urllib3.HTTPConnectionPool("127.0.0.1", port, **kw)
-    traced = zltrace.wrap(pool, tracer=tracer) if tracer is not None else pool
-    try:
-        yield traced
-    finally:
-        traced.close()
-        pool.close()
 
 
 def head(length: int, extra: bytes = b"") -> bytes:

@@ -63,13 +63,6 @@ def srv() -> Iterator[ScriptedServer]:
         yield s
 
 
-@pytest.fixture(params=["tracer", "std_tracer"])
-def any_tracer(request: pytest.FixtureRequest) -> zltrace.Tracer:
-    """The zero-latency tracer, then the standard-mode tracer."""
-    t: zltrace.Tracer = request.getfixturevalue(request.param)
-    return t
-
-
 def _pool(srv: ScriptedServer) -> urllib3.HTTPConnectionPool:
     return urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, timeout=30, maxsize=2)
 

@@ -11,32 +11,18 @@ import io
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import urllib3
 from support.server import Request, ScriptedServer, reset, response
-from support.trace import records
+from support.trace import records, traced_pool
 from urllib3._collections import HTTPHeaderDict  # public as urllib3.HTTPHeaderDict only in 2.x
 
 import zltrace
 
 URLLIB3_2 = int(urllib3.__version__.split(".")[0]) >= 2
 FINGERPRINT = re.compile(r"^<redacted sha256:[0-9a-f]{12}>$")
-
-
-@contextmanager
-def traced_pool(srv: ScriptedServer, tracer: zltrace.Tracer, **kw: Any) -> Iterator[Any]:
-    """A traced HTTPConnectionPool to ``srv``; both pools are closed afterwards."""
-    pool = urllib3.HTTPConnectionPool(srv.host, srv.port, **kw)
-    traced = zltrace.wrap(pool, tracer=tracer)
-    try:
-        yield traced
-    finally:
-        traced.close()
-        pool.close()
 
 
 def assert_same_as_wire(ex: zltrace.Exchange, wire: Request, srv: ScriptedServer) -> None:

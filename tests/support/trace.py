@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import urllib3
@@ -29,3 +31,16 @@ def pool_for(srv: Any, tracer: zltrace.Tracer) -> Any:
     return zltrace.wrap(
         urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False, timeout=30), tracer=tracer
     )
+
+
+@contextmanager
+def traced_pool(srv_or_port: Any, tracer: zltrace.Tracer | None, **kw: Any) -> Iterator[Any]:
+    """A pool to a loopback server (or port), traced unless ``tracer`` is None; closed after."""
+    port = srv_or_port if isinstance(srv_or_port, int) else srv_or_port.port
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", port, **kw)
+    traced = zltrace.wrap(pool, tracer=tracer) if tracer is not None else pool
+    try:
+        yield traced
+    finally:
+        traced.close()
+        pool.close()
