@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -26,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zltrace
+from zltrace._cli import main
 from zltrace._export.stats import format_stats
 from zltrace._pipeline.writer import INLINE_MAX
 
@@ -301,6 +303,17 @@ def test_parts_that_ask_for_more_than_the_side_file_holds_are_refused(
     _is_skipped_and_rest_read(trace, path, index)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_side_file_that_is_a_fifo_is_refused_without_blocking(
+    trace: Trace, tmp_path: Path
+) -> None:
+    """A line naming a FIFO as its side file is skipped; opening it does not wait for a writer."""
+    index = trace.index(_side_body)
+    os.mkfifo(tmp_path / "pipe.bodies")
+    path = trace.write(tmp_path, _damaged(trace, index, _set("response.body.file", "pipe.bodies")))
+    _is_skipped_and_rest_read(trace, path, index)
+
+
 def test_read_refuses_bad_limits_at_once(tmp_path: Path) -> None:
     """Limits below 1 are refused when read() is called, as a ZltraceError and ValueError."""
     for kwargs in ({"max_decoded_bytes": 0}, {"max_decode_ratio": -1}, {"max_line_bytes": 0}):
@@ -361,6 +374,57 @@ def test_odd_but_well_typed_values_export(
     got, skipped = _read_quietly(path)
     assert skipped == [] and len(got) == len(trace.lines)
     consume(got)
+
+
+# -- every field, damaged in turn ------------------------------------------------------------
+
+HOSTILE_VALUES: list[Any] = [
+    None, True, 0, -1, 2**63, 10**12, 1.5, float("nan"), "", "200", "\ud800", "../x",
+    [], ["a"], [[1, 2]], [[5, "x"]], {}, {"size": 3, "file": "x", "offset": 0},
+]  # fmt: skip
+
+
+def _every_damage(records: list[dict[str, Any]]) -> Iterator[bytes]:
+    """Each record with each of its fields in turn deleted or set to each hostile value."""
+    for rec in records:
+        for path in _paths(rec):
+            for value in [_DELETE, *HOSTILE_VALUES]:
+                damaged = copy.deepcopy(rec)
+                parent = damaged
+                for key in path[:-1]:
+                    parent = parent[key]
+                if value is _DELETE:
+                    if not isinstance(parent, dict):
+                        continue
+                    del parent[path[-1]]
+                else:
+                    parent[path[-1]] = value
+                yield _line(damaged)
+
+
+_DELETE = object()
+
+
+def test_every_field_damaged_in_turn(trace: Trace, tmp_path: Path) -> None:
+    """Thousands of lines, each a real one with one field damaged: read and consumed whole."""
+    lines = list(_every_damage(trace.records))
+    path = trace.write(tmp_path, lines)
+    got, skipped = _read_quietly(path)
+    assert len(got) + len(skipped) == len(lines) and len(skipped) > len(lines) // 2
+    consume(got)
+
+
+def test_the_cli_reads_and_exports_a_damaged_trace(trace: Trace, tmp_path: Path) -> None:
+    """stats, report and both exports from the command line finish on a damaged trace."""
+    path = str(trace.write(tmp_path, list(_every_damage(trace.records[:2]))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", zltrace.ZltraceWarning)
+        assert main(["stats", path]) == 0
+        assert main(["stats", "--json", path]) == 0
+        assert main(["report", path, "-o", str(tmp_path / "r.html")]) == 0
+        assert main(["export", "--har", path, "-o", str(tmp_path / "t.har")]) == 0
+        assert main(["export", "--claude-trace", path, "-o", str(tmp_path / "t.jsonl")]) == 0
+    json.loads((tmp_path / "t.har").read_bytes())
 
 
 # -- any damage, by hypothesis ---------------------------------------------------------------

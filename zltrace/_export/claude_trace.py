@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn, TextIO
 
-from .._read.records import Exchange
+from .._read.exchange import Exchange
 from .encode import iso_utc_ms, json_text
 
 __all__ = ["export_claude_trace"]

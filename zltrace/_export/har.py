@@ -37,7 +37,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from .._read.records import Exchange, Response
+from .._read.exchange import Exchange, Response
 from .._version import __version__
 from .encode import iso_utc_ms, json_text
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._read.records import Exchange
+from .._read.exchange import Exchange
 from .._util import percentile
 
 __all__ = ["TraceStats", "format_stats", "summarize"]

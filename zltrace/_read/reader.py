@@ -3,7 +3,7 @@
 Streams: one line at a time, side-file bodies read with ``pread`` when their line is, so
 memory stays flat in the size of the trace. Nothing in a file makes it raise: a line that
 cannot be used (torn by a crash, not JSON, a future format version, a field the format does
-not allow, see ``record``) is skipped with a :class:`ZltraceWarning` naming the file and
+not allow, see ``line``) is skipped with a :class:`ZltraceWarning` naming the file and
 line; the rest is read.
 """
 
@@ -24,8 +24,8 @@ from .._format import (
 )
 from ..exceptions import InvalidArgumentError, ZltraceWarning
 from .decode import DEFAULT_DECODE_LIMITS, DecodeLimits
-from .record import build
-from .records import ErrorInfo, Exchange, Request, Response, SkippedLine, Timing
+from .exchange import ErrorInfo, Exchange, Request, Response, SkippedLine, Timing
+from .line import build
 from .sidefile import SideFiles
 
 __all__ = [
@@ -55,7 +55,8 @@ def trace_files(path: PathLike) -> list[str]:
     p = os.fspath(path)
     if os.path.isdir(p):
         # A dead-letter file sorts before its trace (".d" < ".j"), as it is read below.
-        return sorted(os.path.join(p, n) for n in os.listdir(p) if n.endswith(TRACE_SUFFIX))
+        names = (os.path.join(p, n) for n in os.listdir(p) if n.endswith(TRACE_SUFFIX))
+        return sorted(n for n in names if os.path.isfile(n))
     if p.endswith(TRACE_SUFFIX) and not p.endswith(DEAD_LETTER_SUFFIX):
         dead = dead_letter_path(p)
         if os.path.exists(dead):
@@ -81,9 +82,9 @@ def read(
     them. What is yielded is well typed: every field has the type its class states.
 
     :attr:`Response.body` undoes the Content-Encoding up to ``max_decoded_bytes``, and up to
-    ``max_decode_ratio`` times the encoded size (beyond a floor of
-    :data:`~zltrace._read.decode.RATIO_FLOOR` bytes); a body that would decode to more is
-    left as received, and :attr:`Response.decode_note` says why.
+    ``max_decode_ratio`` times the encoded size (a body decoding to at most 1 MiB is never
+    refused for its ratio); a body that would decode to more is left as received, and
+    :attr:`Response.decode_note` says why.
 
     A trace file is read with its dead-letter file, and an exchange found in both (a process
     that died between copying the dead-letter file back into the trace and removing it) is

@@ -1,14 +1,15 @@
 """Side files read back by extent: a trace line's ``file``/``offset``/``size``, checked first.
 
-Rules: a side file is named by a plain file name in the trace's own directory (no path, no
-leading dot), and an extent must lie inside the file as it is now, so a damaged line can
-neither read another file nor ask for more bytes than are on disk (the size of a read is
-bounded by the file, never by a number in the line).
+Rules: a side file is a regular file named by a plain file name in the trace's own
+directory (no path, no leading dot), and an extent must lie inside the file as it is now, so
+a damaged line can neither read another file nor ask for more bytes than are on disk (the
+size of a read is bounded by the file, never by a number in the line).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
 from ..exceptions import TraceLineError
 
@@ -27,7 +28,13 @@ class SideFiles:
             raise TraceLineError(f"side file name {name!r} is not a plain file name")
         fd = self._fds.get(name)
         if fd is None:
-            fd = self._fds[name] = os.open(os.path.join(self._dir, name), os.O_RDONLY)
+            # O_NONBLOCK: a FIFO of that name must not hang the reader (no effect on files).
+            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+            fd = os.open(os.path.join(self._dir, name), flags)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise TraceLineError(f"side file {name!r} is not a regular file")
+            self._fds[name] = fd
         return fd
 
     def size(self, name: str) -> int:

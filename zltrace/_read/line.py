@@ -19,7 +19,7 @@ from typing import Any
 
 from ..exceptions import TraceLineError
 from .decode import DecodeLimits
-from .records import ErrorInfo, Exchange, Request, Response, Timing
+from .exchange import ErrorInfo, Exchange, Request, Response, Timing
 from .sidefile import SideFiles
 
 __all__ = ["build"]
