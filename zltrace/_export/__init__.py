@@ -1,0 +1,1 @@
+"""What a trace becomes: stats, an HTML report, HAR and claude-trace files."""
