@@ -241,6 +241,14 @@ KNOWN = {
     "reads hold a float": (_with_response, _set("response.reads", [1, 0.5])),
     "error message is a list": (_with_response, _set("error", {"type": "E", "message": []})),
     "version is true": (_with_response, _set("v", True)),
+    "status nested almost as deep as the parser goes": (
+        _with_response,
+        _set("response.status", json.loads("[" * 900 + "]" * 900)),
+    ),
+    "url is a list of five million strings": (
+        _with_response,
+        _set("request.url", 5_000_000 * ["x"]),
+    ),
 }
 
 

@@ -11,7 +11,7 @@ does not use are ignored, as a newer writer of the same format version may add s
 from __future__ import annotations
 
 import base64
-import binascii
+import reprlib
 import sys
 from array import array
 from datetime import datetime, timedelta, timezone
@@ -30,9 +30,13 @@ _FRAMINGS = ("length", "chunked", "close", "none")
 _MISSING = object()
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    # Bounded in length and depth: the value may be a deeply nested or huge part of a line.
+    return _REPR.repr(value)
 
 
 def _bad(where: str, expected: str, value: Any) -> TraceLineError:
@@ -102,7 +106,7 @@ def _headers(obj: dict[str, Any], where: str) -> list[tuple[str, str]]:
 def _b64(text: str, where: str) -> bytes:
     try:
         return base64.b64decode(text)
-    except (binascii.Error, ValueError) as exc:
+    except ValueError as exc:  # binascii.Error is one
         raise _bad(where, f"base64 ({exc})", text) from None
 
 

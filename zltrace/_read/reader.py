@@ -151,8 +151,9 @@ def _read_file(
                     continue
                 try:
                     yield build(rec, side, (file, lineno), limits)
-                except (ValueError, OSError, MemoryError) as exc:
-                    # ValueError includes TraceLineError; OSError is a side file that is gone.
+                except (ValueError, OSError, MemoryError, RecursionError) as exc:
+                    # ValueError includes TraceLineError; OSError is a side file that is gone;
+                    # the other two are the last guard for a line too large or too deep.
                     _warn(lineno, f"unusable record ({type(exc).__name__}: {exc})")
     finally:
         side.close()
