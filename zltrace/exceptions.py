@@ -11,6 +11,7 @@ __all__ = [
     "InvalidArgumentError",
     "NotCallableError",
     "ParserClosedError",
+    "TraceLineError",
     "UnsupportedTargetError",
     "ZltraceError",
     "ZltraceWarning",
@@ -31,6 +32,13 @@ class InvalidArgumentError(ZltraceError, ValueError):
 
 class ParserClosedError(ZltraceError, ValueError):
     """An incremental parser was fed after it was closed."""
+
+
+class TraceLineError(ZltraceError, ValueError):
+    """A trace line breaks the trace format (the message names the field and shows the value).
+
+    :func:`zltrace.read` does not raise it: it skips the line with a :class:`ZltraceWarning`.
+    """
 
 
 class UnsupportedTargetError(ZltraceError, TypeError):

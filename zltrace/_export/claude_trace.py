@@ -36,8 +36,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn, TextIO
 
-from .._read.records import Exchange
-from .timefmt import iso_utc_ms
+from .._read.exchange import Exchange
+from .encode import iso_utc_ms, json_text
 
 __all__ = ["export_claude_trace"]
 
@@ -51,7 +51,11 @@ def export_claude_trace(exchanges: Iterable[Exchange], out: TextIO) -> int:
     count = 0
     for exchange in exchanges:
         # JSON.stringify: no spaces, non-ASCII characters as they are.
-        out.write(json.dumps(_pair(exchange), ensure_ascii=False, separators=(",", ":")))
+        try:
+            line = json_text(_pair(exchange), separators=(",", ":"))
+        except RecursionError:  # a parsed body nested too deeply to write back: keep it as text
+            line = json_text(_pair(exchange, parse=False), separators=(",", ":"))
+        out.write(line)
         out.write("\n")
         count += 1
     return count
@@ -79,19 +83,21 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")  # JSON.parse rejects NaN and Infinity
 
 
-def _parse_json(text: str) -> tuple[bool, Any]:
+def _parse_json(text: str, parse: bool = True) -> tuple[bool, Any]:
+    if not parse:
+        return False, None
     try:
         return True, json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False, None
 
 
-def _pair(ex: Exchange) -> dict[str, Any]:
+def _pair(ex: Exchange, parse: bool = True) -> dict[str, Any]:
     rq = ex.request
     body: Any = None
     if rq.body:
         text = rq.body.decode("utf-8", "replace")
-        ok, parsed = _parse_json(text)
+        ok, parsed = _parse_json(text, parse)
         body = parsed if ok else text
     request = {
         "timestamp": _epoch_ms(ex, 0) / 1000,
@@ -114,7 +120,7 @@ def _pair(ex: Exchange) -> dict[str, Any]:
     # utf-8-sig: TextDecoder's "UTF-8 decode" drops a leading BOM.
     text = rs.body.decode("utf-8-sig", "replace")
     if "application/json" in (rs.header("content-type") or ""):
-        ok, parsed = _parse_json(text)
+        ok, parsed = _parse_json(text, parse)
         if ok:
             response["body"] = parsed
         else:

@@ -37,9 +37,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from .._read.records import Exchange, Response
+from .._read.exchange import Exchange, Response
 from .._version import __version__
-from .timefmt import iso_utc_ms
+from .encode import iso_utc_ms, json_text
 
 __all__ = ["export_har"]
 
@@ -57,7 +57,7 @@ def export_har(exchanges: Iterable[Exchange], out: TextIO) -> int:
     count = 0
     for exchange in exchanges:
         out.write(",\n" if count else "\n")
-        out.write(json.dumps(_entry(exchange), ensure_ascii=False))
+        out.write(json_text(_entry(exchange)))
         count += 1
     out.write("\n]}}\n")
     return count
@@ -114,11 +114,15 @@ def _nv(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
 
 def _request(ex: Exchange) -> dict[str, Any]:
     rq = ex.request
-    parts = urlsplit(rq.url)
+    try:
+        parts = urlsplit(rq.url)
+        url, query = urlunsplit(parts._replace(fragment="")), parts.query
+    except ValueError:  # e.g. an unclosed IPv6 bracket: the URL as recorded, no query
+        url, query = rq.url, ""
     body = rq.body
     out: dict[str, Any] = {
         "method": rq.method,
-        "url": urlunsplit(parts._replace(fragment="")),
+        "url": url,
         "httpVersion": rq.http_version,
         "cookies": [
             {"name": n, "value": v}
@@ -127,7 +131,7 @@ def _request(ex: Exchange) -> dict[str, Any]:
             for n, v in _cookie_pairs(value)
         ],
         "headers": _nv(rq.headers),
-        "queryString": _nv(parse_qsl(parts.query, keep_blank_values=True, errors="replace")),
+        "queryString": _nv(parse_qsl(query, keep_blank_values=True, errors="replace")),
         "headersSize": -1,
         "bodySize": 0 if body is None else len(body),
     }
@@ -178,11 +182,11 @@ def _set_cookie(header: str) -> dict[str, Any] | None:
 def _http_date(value: str) -> str | None:
     try:
         dt = parsedate_to_datetime(value)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return iso_utc_ms(dt)  # UTC may be out of range for year 1 or 9999
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return iso_utc_ms(dt)
 
 
 def _text(data: bytes, content_type: str) -> tuple[str, str | None]:
@@ -193,7 +197,7 @@ def _text(data: bytes, content_type: str) -> tuple[str, str | None]:
             charset = codecs.lookup(m.group(1)).name
             if charset != "utf-8":
                 return data.decode(charset), None
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # ValueError: any UnicodeError (idna, punycode, ...)
             pass  # unknown or wrong charset: try UTF-8, then base64
     try:
         return data.decode("utf-8"), None

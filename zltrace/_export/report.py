@@ -30,8 +30,8 @@ from importlib import resources
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from .._read.exchange import Exchange, Request, Response
 from .._read.llm import Block, is_event_stream, message_view, model_of, usage_of
-from .._read.records import Exchange, Request, Response
 from .._read.sse import SSEEvent
 from .._version import __version__
 from ..exceptions import InvalidArgumentError

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._read.records import Exchange
+from .._read.exchange import Exchange
 from .._util import percentile
 
 __all__ = ["TraceStats", "format_stats", "summarize"]
@@ -128,4 +128,5 @@ def format_stats(doc: dict[str, Any]) -> str:
         dist = doc[name]
         cells = [str(dist["count"])] + [_num(dist[c]) for c in cols[1:]]
         lines.append(f"{name[:-3]:<16}" + "".join(f"{c:>12}" for c in cells) + f"   {what}")
-    return "\n".join(lines)
+    # A host from a damaged URL may hold a lone surrogate, which no terminal can print.
+    return "\n".join(lines).encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,4 +1,4 @@
-// zltrace report: draws the page from the JSON data blocks written by zltrace/_report.py.
+// zltrace report: draws the page from the JSON data blocks written by zltrace/_export/report.py.
 // Rule: trace data reaches the DOM only through textContent and DOM properties, never as markup.
 (function () {
   "use strict";

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from .usage import Usage
-from .values import Json, as_dict, as_index, as_str, count, dicts
+from .values import Json, as_dict, as_index, as_str, as_text, count, dicts
 from .view import Block, MessageView
 
 __all__ = ["STREAM_EVENTS", "error_only", "rebuild", "usage", "view"]
@@ -130,12 +130,12 @@ def view(message: Json) -> MessageView | None:
     for b in dicts(content):
         kind = b.get("type")
         if kind == "text":
-            blocks.append(Block("text", str(b.get("text", ""))))
+            blocks.append(Block("text", as_text(b.get("text", ""))))
         elif kind == "thinking":
-            blocks.append(Block("thinking", str(b.get("thinking", ""))))
+            blocks.append(Block("thinking", as_text(b.get("thinking", ""))))
         elif kind in ("tool_use", "server_tool_use"):
-            blocks.append(Block("tool_use", b.get("input", {}), name=str(b.get("name", ""))))
+            blocks.append(Block("tool_use", b.get("input", {}), name=as_text(b.get("name", ""))))
         else:
-            blocks.append(Block("other", b, name=str(kind)))
+            blocks.append(Block("other", b, name=as_text(kind)))
     stop = message.get("stop_reason")
-    return MessageView(blocks, None if stop is None else str(stop))
+    return MessageView(blocks, None if stop is None else as_text(stop))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .usage import Usage
-from .values import Json, as_dict, as_index, as_list, as_str, count, dicts
+from .values import Json, as_dict, as_index, as_list, as_str, as_text, count, dicts
 from .view import Block, MessageView
 
 __all__ = ["error_only", "rebuild_chat", "rebuild_responses", "stream_api", "usage", "view"]
@@ -289,11 +289,11 @@ def view(message: Json) -> MessageView | None:
     if isinstance(choices, list):
         first = choices[0] if choices else {}
         stop = first.get("finish_reason") if isinstance(first, dict) else None
-        return MessageView(_chat_blocks(choices), None if stop is None else str(stop))
+        return MessageView(_chat_blocks(choices), None if stop is None else as_text(stop))
     output = message.get("output")
     if isinstance(output, list):
         stop = message.get("status")
-        return MessageView(_responses_blocks(output), None if stop is None else str(stop))
+        return MessageView(_responses_blocks(output), None if stop is None else as_text(stop))
     return None
 
 
@@ -316,7 +316,7 @@ def _chat_blocks(choices: list[Any]) -> list[Block]:
         for call in as_list(msg.get("tool_calls")):
             fn = call.get("function", {}) if isinstance(call, dict) else {}
             if isinstance(fn, dict):
-                name = str(fn.get("name", ""))
+                name = as_text(fn.get("name", ""))
                 blocks.append(Block("tool_use", fn.get("arguments", ""), name=name))
     return blocks
 
@@ -331,7 +331,7 @@ def _responses_blocks(output: list[Any]) -> list[Block]:
                 if isinstance(text, str):
                     blocks.append(Block("text", text))
         elif kind == "function_call":
-            name = str(item.get("name", ""))
+            name = as_text(item.get("name", ""))
             blocks.append(Block("tool_use", item.get("arguments", ""), name=name))
         elif kind == "reasoning":
             pieces = as_list(item.get("summary")) + as_list(item.get("content"))
@@ -340,5 +340,5 @@ def _responses_blocks(output: list[Any]) -> list[Block]:
             )
             blocks.append(Block("thinking", text))
         else:
-            blocks.append(Block("other", item, name=str(kind)))
+            blocks.append(Block("other", item, name=as_text(kind)))
     return blocks

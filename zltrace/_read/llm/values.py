@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["Json", "as_dict", "as_index", "as_list", "as_str", "count", "dicts", "json_object"]
+__all__ = [
+    "Json",
+    "as_dict",
+    "as_index",
+    "as_list",
+    "as_str",
+    "as_text",
+    "count",
+    "dicts",
+    "json_object",
+]
 
 Json = dict[str, Any]
 
@@ -45,6 +55,16 @@ def dicts(value: Any) -> list[Json]:
 def as_str(value: Any) -> str:
     """``value`` if it is a str, else ""."""
     return value if isinstance(value, str) else ""
+
+
+def as_text(value: Any) -> str:
+    """``value`` as text: itself if a str, else ``str(value)`` (a placeholder if too deep)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except RecursionError:  # parsed just within the recursion limit, printed past it
+        return "(nested too deeply to show)"
 
 
 def as_index(value: Any, default: int) -> int:

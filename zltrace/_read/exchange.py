@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from .decode import decode_content
+from .decode import DEFAULT_DECODE_LIMITS, DecodeLimits, decode_content
 from .llm import Usage, is_event_stream, message_from_body, model_of, usage_of
 from .sse import SSEEvent, parse_sse
 
@@ -44,6 +44,10 @@ class Response:
     framing: str
     #: Arrival of body bytes: (end offset in raw_body, ns since the exchange started).
     reads: list[tuple[int, int]]
+    #: How far :attr:`body` may decode (:func:`zltrace.read` sets them).
+    decode_limits: DecodeLimits = attrs.field(
+        default=DEFAULT_DECODE_LIMITS, kw_only=True, eq=False, repr=False
+    )
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
@@ -51,11 +55,15 @@ class Response:
 
     @cached_property
     def _decoded(self) -> tuple[bytes, str | None]:
-        return decode_content(self.raw_body, self.header("content-encoding"))
+        return decode_content(self.raw_body, self.header("content-encoding"), self.decode_limits)
 
     @property
     def body(self) -> bytes:
-        """The body with its Content-Encoding undone (gzip, deflate; br/zstd if installed)."""
+        """The body with its Content-Encoding undone (gzip, deflate; br/zstd if installed).
+
+        Decoded up to the limits :func:`zltrace.read` was given; past them, the body as
+        received (and :attr:`decode_note` says so).
+        """
         return self._decoded[0]
 
     @property
