@@ -15,13 +15,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 import urllib3
+from support import ROOT, TESTS
 from support.server import ScriptedServer, response, send
 from support.trace import records
 
 import zltrace
 from zltrace._format import INLINE_MAX
-
-ROOT = Path(__file__).parent.parent
 
 
 def _schema() -> dict[str, object]:
@@ -159,7 +158,7 @@ def test_vendored_copy_traces_through_relative_imports(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys
-        sys.path[:0] = [{str(tmp_path)!r}, {str(Path(__file__).parent)!r}]
+        sys.path[:0] = [{str(tmp_path)!r}, {str(TESTS)!r}]
         assert "zltrace" not in sys.modules
         import urllib3
         from host_app._vendor import zltrace
@@ -172,7 +171,18 @@ def test_vendored_copy_traces_through_relative_imports(tmp_path: Path) -> None:
             t.close()
         (ex,) = zltrace.read({str(tmp_path / "t")!r})
         assert ex.response.raw_body == b"vendored", ex
+        import io
+        html = io.StringIO()
+        assert zltrace.write_report([ex], html) == 1  # its CSS and JS are package data
+        assert "<style>" in html.getvalue()
         assert not [m for m in sys.modules if m == "zltrace" or m.startswith("zltrace.")]
+        import logging
+        names = list(logging.Logger.manager.loggerDict)
+        assert not [n for n in names if n.split(".")[0] == "zltrace"], names
+        ours = [n for n in names if n.startswith("host_app._vendor.zltrace.")]
+        assert ours, names  # the package logs under its vendored name ...
+        root = logging.getLogger("host_app._vendor.zltrace")
+        assert any(isinstance(h, logging.NullHandler) for h in root.handlers)  # ... quietly
         print("ok")
         """
     )
@@ -186,12 +196,15 @@ def test_vendored_copy_traces_through_relative_imports(tmp_path: Path) -> None:
         check=False,
     )
     assert out.stdout.strip() == "ok", out.stderr
+    assert out.stderr == ""
 
 
 def test_version_is_a_literal() -> None:
     """__version__ is a literal string in _version.py (no importlib.metadata)."""
     src = (ROOT / "zltrace" / "_version.py").read_text()
     assert f'__version__ = "{zltrace.__version__}"' in src
-    sources = "".join(p.read_text() for p in (ROOT / "zltrace").glob("*.py"))
+    modules = sorted((ROOT / "zltrace").rglob("*.py"))
+    assert len(modules) > 40, modules  # the whole package, subpackages included
+    sources = "".join(p.read_text() for p in modules)
     assert "importlib.metadata" not in sources.replace("no importlib.metadata", "")
     assert "from zltrace" not in sources and "import zltrace" not in sources

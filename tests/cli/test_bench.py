@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_quick_bench_runs_and_writes_every_part(tmp_path: Path) -> None:
     """`python -m zltrace bench --quick --json F` prints check lines and writes all parts."""

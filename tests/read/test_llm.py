@@ -638,6 +638,7 @@ _EVENT = st.builds(
 )
 
 
+@pytest.mark.slow
 @given(st.lists(_EVENT, max_size=12), st.booleans())
 @settings(max_examples=150, deadline=None)
 def test_rebuild_never_raises_on_odd_events(events: list[Json], chat: bool) -> None:
@@ -694,6 +695,7 @@ def _replace(root: Any, path: tuple[Any, ...], value: Any) -> None:
     parent[path[-1]] = value
 
 
+@pytest.mark.slow
 @given(st.data())
 @settings(max_examples=500, deadline=None)
 def test_rebuild_never_raises_on_mutated_fixtures(data: st.DataObject) -> None:
