@@ -313,3 +313,23 @@ def test_metrics_show_write_faults_as_they_happen(
     finally:
         assert t.close(timeout=10)
     assert len(list(zltrace.read(t.path))) == 5
+
+
+def test_clients_that_reset_print_nothing_on_the_hosts_stderr(
+    served: zltrace.Tracer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Clients that send GET and reset at once leave nothing on stderr; the server still answers."""
+    assert served.health_url is not None
+    port = int(served.health_url.rsplit(":", 1)[1])
+    traffic(served, 5)
+    for path in ("/metrics", "/health/zero-latency", "/nope") * 15:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        # linger 0: close() sends RST, so the server's write meets a dead socket
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+    pm = urllib3.PoolManager(retries=False)
+    assert pm.request("GET", served.health_url + "/health/zero-latency").status == 200
+    pm.clear()
+    assert served.close(timeout=10)
+    assert capfd.readouterr().err == ""

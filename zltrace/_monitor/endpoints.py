@@ -297,9 +297,15 @@ class _Handler(BaseHTTPRequestHandler):
                     {"error": "not found", "endpoints": [HEALTH_PATH, METRICS_PATH]}
                 ).encode()
                 self._send(404, "application/json", body)
+        except OSError as exc:
+            # The client went away (reset, broken pipe, timeout): nobody to answer.
+            log.debug("zltrace endpoint: %s: client gone (%r)", path, exc)
         except Exception:
             log.error("zltrace: the %s endpoint failed", path, exc_info=True)
-            self._send(500, "application/json", b'{"error": "internal error"}')
+            try:
+                self._send(500, "application/json", b'{"error": "internal error"}')
+            except OSError:
+                pass
 
     def _not_allowed(self) -> None:
         body = json.dumps({"error": f"method {self.command} not allowed"}).encode()
@@ -337,6 +343,10 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], state: Callable[[], State]) -> None:
         self.state = state
         super().__init__(addr, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints the traceback to stderr, which is the host's: log it instead.
+        log.debug("zltrace endpoint: request from %s failed", client_address, exc_info=True)
 
 
 class _Server6(_Server):
