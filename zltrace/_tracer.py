@@ -76,6 +76,7 @@ class Tracer:
             retries=cfg.write_retries,
             backoff_ms=cfg.retry_backoff_ms,
             memory_limit=cfg.memory_pool_size,
+            fallback_dir=cfg.fallback_dir,
         )
         wall0, perf0 = time.time_ns(), time.perf_counter_ns()
         self._assembler = Assembler(
@@ -254,6 +255,7 @@ class Tracer:
             "writer_mode": writer.mode,
             "degradations": writer.degradations,
             "files_recreated": writer.files_recreated,
+            **writer.outage_stats(),
             "events_processed": w.events if w else None,
             "worker_wakeups": w.wakeups if w else None,
             "worker_max_slice_ns": w.max_slice_ns if w else None,
@@ -392,6 +394,7 @@ class Tracer:
             "budget_spilled_bytes": budget.spilled_bytes,
             "budget_throttles": budget.throttles,
             "body_bytes_dropped": budget.dropped_bytes,
+            "outage_budget_s": writer.outage_stats()["outage_budget_s"],
         }
         return State(self.mode, self._monitor, ok, sum(capture_failures().values()), faults)
 

@@ -27,4 +27,5 @@ class UnsupportedTargetError(ZltraceError, TypeError):
 
 
 class ZltraceWarning(UserWarning):
-    """Root of every warning zltrace emits (bad environment values, unreadable trace lines, ...)."""
+    """Root of every warning zltrace emits (bad environment values, unreadable trace lines,
+    lost records, ...)."""

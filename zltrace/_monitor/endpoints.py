@@ -218,6 +218,13 @@ def metrics_text(state: State) -> str:
         "1 while the writer is not in its normal batched mode",
         [(None, int(state.faults.get("writer_degraded", 0)))],
     )
+    budget_s = state.faults.get("outage_budget_s")  # None: no traffic, so no limit
+    out.family(
+        "zltrace_outage_budget_seconds",
+        "gauge",
+        "Seconds of disk outage the memory budget holds at the current rate",
+        [(None, math.inf if budget_s is None else budget_s)],
+    )
     out.family(
         "zltrace_capture_failures_total",
         "counter",
