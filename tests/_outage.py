@@ -41,6 +41,23 @@ def mount_tmpfs(mnt: Path, size: str) -> str | None:
     return None if r.returncode == 0 else (r.stderr.strip() or "not root")
 
 
+@contextmanager
+def tmpfs_for_test(mnt: Path, size: str) -> Iterator[Path]:
+    """A tmpfs on ``mnt`` for a test: skipped where mounting is not permitted (but a failure
+    in CI as root), unmounted afterwards."""
+    import pytest
+
+    problem = mount_tmpfs(mnt, size)
+    if problem is not None:
+        if os.environ.get("CI") == "true" and os.geteuid() == 0:
+            pytest.fail(f"mount failed in CI as root: {problem}")
+        pytest.skip(f"cannot mount a tmpfs here ({problem})")
+    try:
+        yield mnt
+    finally:
+        umount(mnt)
+
+
 def umount(mnt: Path) -> None:
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 

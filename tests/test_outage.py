@@ -9,7 +9,6 @@ read back.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 from _faults import Faults
-from _outage import mount_tmpfs, run_outage, server, umount
+from _outage import run_outage, server, tmpfs_for_test
 from _server import ScriptedServer
 from test_write_faults import ids_on_disk, make_tracer, traffic
 
@@ -171,15 +170,8 @@ def tmpfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A 64 MiB tmpfs for this module's runs (skips when mounting is not permitted)."""
     mnt = tmp_path_factory.mktemp("outage") / "mnt"
     mnt.mkdir()
-    problem = mount_tmpfs(mnt, "64m")
-    if problem is not None:
-        if os.environ.get("CI") == "true" and os.geteuid() == 0:
-            pytest.fail(f"mount failed in CI as root: {problem}")
-        pytest.skip(f"cannot mount a tmpfs here ({problem})")
-    try:
+    with tmpfs_for_test(mnt, "64m"):
         yield mnt
-    finally:
-        umount(mnt)
 
 
 @pytest.fixture

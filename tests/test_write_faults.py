@@ -8,7 +8,6 @@ Mounting needs root (CI runs as root); elsewhere those tests skip with the reaso
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 import urllib3
 from _faults import Faults, MainOnly
+from _outage import fill, tmpfs_for_test
 from _server import ScriptedServer, response
 
 import zltrace
@@ -197,32 +197,8 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted for this test (skips when mounting is not permitted)."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        if os.environ.get("CI") == "true" and os.geteuid() == 0:
-            pytest.fail(f"mount failed in CI as root: {r.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'})")
-    try:
+    with tmpfs_for_test(mnt, "1m"):
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the filesystem of ``directory`` to the last byte; return the filler file."""
-    filler = directory / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def test_real_full_filesystem(tmpfs: Path, server: ScriptedServer) -> None:
