@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import pytest
@@ -26,6 +28,7 @@ def test_defaults_match_the_spec() -> None:
     assert c.memory_pool_size == 10 * 1024 * 1024
     assert c.dir == ".zltrace"
     assert c.redact_headers == DEFAULT_REDACT_HEADERS
+    assert c.fallback_dir == os.path.join(tempfile.gettempdir(), f"zltrace-{os.geteuid()}")
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,7 @@ def test_defaults_match_the_spec() -> None:
         ("zero_latency", "yes"),
         ("memory_pool_size", 10),
         ("dir", ""),
+        ("fallback_dir", ""),
         ("redact_headers", "authorization"),
     ],
 )
@@ -71,6 +75,7 @@ def test_env_values_are_parsed() -> None:
         "ZLTRACE_DEFERRED_PARSING": "off",
         "ZLTRACE_MEMORY_POOL_SIZE": "1048576",
         "ZLTRACE_DIR": "/tmp/x",
+        "ZLTRACE_FALLBACK_DIR": "/var/tmp/zl",
         "ZLTRACE_REDACT_HEADERS": "x-session,-cookie",
         "ZLTRACE_HANDLE_SIGNALS": "no",
     }
@@ -88,6 +93,7 @@ def test_env_values_are_parsed() -> None:
         "/tmp/x",
         False,
     )
+    assert c.fallback_dir == "/var/tmp/zl"
     assert "x-session" in c.redact_headers
     assert "cookie" not in c.redact_headers
     assert "authorization" in c.redact_headers
@@ -119,6 +125,7 @@ def test_spec_aliases_are_accepted_and_zltrace_names_win() -> None:
         ("ZLTRACE_ZERO_LATENCY", "maybe", "true"),
         ("CLAUDE_TRACE_ZERO_LATENCY_MEMORY_POOL_SIZE", "12", "10485760"),
         ("ZLTRACE_REDACT_HEADERS", "-x-not-a-default", "authorization"),
+        ("ZLTRACE_FALLBACK_DIR", "", tempfile.gettempdir()),
     ],
 )
 def test_bad_env_value_warns_naming_it(name: str, value: str, default: str) -> None:

@@ -83,6 +83,7 @@ class Tracer:
             retries=cfg.write_retries,
             backoff_ms=cfg.retry_backoff_ms,
             memory_limit=cfg.memory_pool_size,
+            fallback_dir=cfg.fallback_dir,
         )
         wall0, perf0 = time.time_ns(), time.perf_counter_ns()
         self._assembler = Assembler(
@@ -271,6 +272,7 @@ class Tracer:
             writer_mode=writer.mode,
             degradations=writer.degradations,
             files_recreated=writer.files_recreated,
+            **writer.outage_stats(),
             events_processed=w.events if w else None,
             worker_wakeups=w.wakeups if w else None,
             worker_max_slice_ns=w.max_slice_ns if w else None,

@@ -14,6 +14,7 @@ accepted as aliases, and the ``ZLTRACE_`` name wins when both are set.
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
@@ -82,6 +83,12 @@ def _to_dir(value: Any) -> Any:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
+def _default_fallback_dir() -> str:
+    """``<system temp dir>/zltrace-<uid>``: private to this user (checked before each use)."""
+    who = os.geteuid() if hasattr(os, "geteuid") else os.getpid()
+    return os.path.join(tempfile.gettempdir(), f"zltrace-{who}")
+
+
 def _to_patterns(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(value)
@@ -134,6 +141,12 @@ class Config:
     memory_pool_size: int = attrs.field(default=10 * _MIB, validator=_check_int(64 * 1024, 1 << 40))
     #: Directory of the trace files (created 0700; files 0600).
     dir: str = attrs.field(default=".zltrace", converter=_to_dir, validator=_check_dir)
+    #: Where records go when the memory budget is about to overflow and neither the trace nor
+    #: its dead-letter file can be written; re-driven into the trace once it works. Used only
+    #: while it is a directory owned by this user and closed to others (created 0700).
+    fallback_dir: str = attrs.field(
+        factory=_default_fallback_dir, converter=_to_dir, validator=_check_dir
+    )
     #: Header-name patterns (fnmatch, case-insensitive) whose values are replaced by a fingerprint.
     redact_headers: tuple[str, ...] = attrs.field(
         default=DEFAULT_REDACT_HEADERS, converter=_to_patterns, validator=_check_patterns
@@ -284,6 +297,7 @@ _ENV: dict[str, tuple[str, str | None, Callable[[str], Any], str]] = {
         "bytes, an integer of at least 65536",
     ),
     "dir": ("ZLTRACE_DIR", None, _parse_dir, "a non-empty path"),
+    "fallback_dir": ("ZLTRACE_FALLBACK_DIR", None, _parse_dir, "a non-empty path"),
     "redact_headers": (
         "ZLTRACE_REDACT_HEADERS",
         None,

@@ -50,4 +50,5 @@ class NotCallableError(ZltraceError, TypeError):
 
 
 class ZltraceWarning(UserWarning):
-    """Root of every warning zltrace emits (bad environment values, unreadable trace lines, ...)."""
+    """Root of every warning zltrace emits (bad environment values, unreadable trace lines,
+    lost records, ...)."""

@@ -8,8 +8,6 @@ Mounting needs root (CI runs as root); elsewhere those tests skip with the reaso
 
 from __future__ import annotations
 
-import errno
-import os
 import shutil
 import subprocess
 import time
@@ -18,29 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib3
 from support.faults import Faults, MainOnly
+from support.outage import BODY, fill, ids_on_disk, make_tracer, tmpfs_for_test, traffic
 from support.server import ScriptedServer, response
 
 import zltrace
-
-BODY = b'{"ok": true, "pad": "' + b"x" * 900 + b'"}'
-
-
-def traffic(tracer: zltrace.Tracer, srv: ScriptedServer, n: int) -> None:
-    """Send ``n`` requests through a pool traced by ``tracer``, reading every body."""
-    pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
-    try:
-        for i in range(n):
-            r = pool.request("POST", f"/item/{i}", body=b"req-%d" % i)
-            assert r.data == BODY
-    finally:
-        pool.close()
-
-
-def ids_on_disk(path: Path) -> list[str]:
-    """Request paths of the exchanges readable under ``path`` (file or directory)."""
-    return [ex.request.url.rsplit("/", 1)[1] for ex in zltrace.read(path)]
+from zltrace._pipeline.losses import reset_loss_warning
 
 
 @pytest.fixture
@@ -58,12 +39,6 @@ def settle(t: zltrace.Tracer, done: Any) -> dict[str, Any]:
         if done(s):
             return s
     raise AssertionError(f"never settled: {t.stats()}")
-
-
-def make_tracer(trace_dir: Path, opener: Any = os.open, **cfg: Any) -> zltrace.Tracer:
-    settings: dict[str, Any] = {"dir": str(trace_dir), "flush_ms": 5, "retry_backoff_ms": 1}
-    settings.update(cfg)
-    return zltrace.Tracer(zltrace.Config(**settings), opener=opener)
 
 
 @pytest.mark.parametrize("mode", ["zero-latency", "standard"])
@@ -140,18 +115,24 @@ def test_backoff_spaces_the_attempts(trace_dir: Path, server: ScriptedServer) ->
 def test_memory_fallback_is_bounded_and_counts_what_it_drops(
     trace_dir: Path, server: ScriptedServer
 ) -> None:
-    """Disk gone for good: memory holds records up to the budget; the rest are counted lost."""
+    """Disk and fallback gone for good: memory holds records up to the budget; the rest are
+    counted lost, and the first loss is a ZltraceWarning naming the count and the cause."""
     faults = Faults()
-    faults.full = {".jsonl"}
-    budget = 64 * 1024  # the smallest allowed; each record here is ~1.5 KB
+    faults.full = {".jsonl"}  # the trace, its dead-letter file and the fallback file
+    budget = 64 * 1024  # the smallest allowed; each record here costs ~2 KB held
     t = make_tracer(trace_dir, faults, write_retries=0, memory_pool_size=budget)
-    traffic(t, server, 100)
-    s = settle(
-        t, lambda s: s["records_pending"] + s["records_lost"] == 100 and not s["open_exchanges"]
-    )
+    reset_loss_warning()
+    with pytest.warns(zltrace.ZltraceWarning, match=r"lost \d+ trace record.*budget"):
+        traffic(t, server, 100, noise=2048)
+        s = settle(
+            t,
+            lambda s: s["records_pending"] + s["records_lost"] == 100 and not s["open_exchanges"],
+        )
     assert s["writer_mode"] == "memory"
     assert 0 < s["records_lost"] < 100
     assert s["records_lost"] + s["records_pending"] == 100
+    fallback = str(trace_dir.parent / "fallback")
+    assert any(p.startswith(fallback) for p in faults.opens)  # tried before dropping
     assert not t.close(timeout=10)  # close reports the loss
     assert t.stats()["records_lost"] == 100
 
@@ -181,32 +162,8 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted for this test (skips when mounting is not permitted)."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        if os.environ.get("CI") == "true" and os.geteuid() == 0:
-            pytest.fail(f"mount failed in CI as root: {r.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'})")
-    try:
+    with tmpfs_for_test(mnt, "1m"):
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the filesystem of ``directory`` to the last byte; return the filler file."""
-    filler = directory / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def test_real_full_filesystem(tmpfs: Path, server: ScriptedServer) -> None:
@@ -278,7 +235,7 @@ def test_backoff_backlog_over_half_the_budget_is_dead_lettered_at_once(
     opener = MainOnly()
     opener.full = {".jsonl"}
     t = backlog_tracer(trace_dir, opener, zero_latency=mode == "zero-latency")
-    traffic(t, server, 300)  # ~1.5 KB lines: ~440 KB, well over half the budget
+    traffic(t, server, 300, noise=1024)  # ~1.5 KB held per line: ~450 KB, over half the budget
     deadline = time.monotonic() + 10
     s = t.stats()
     while s["dead_lettered_records"] < 200 and time.monotonic() < deadline:
@@ -299,13 +256,14 @@ def test_backoff_backlog_over_half_the_budget_is_dead_lettered_at_once(
 def test_backoff_backlog_in_memory_mode_is_held_without_new_dead_letter_attempts(
     trace_dir: Path, server: ScriptedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Trace and dead-letter file both failing, a long backoff: lines are held within the
-    budget (the oldest dropped and counted), the dead-letter file is tried once, not at every
-    flush; what was held lands once writes work."""
+    """Trace, dead-letter and fallback files all failing, a long backoff: lines are held within
+    the budget (the oldest dropped and counted); the dead-letter file is tried when the backlog
+    passes half the budget and once more with the fallback when the held lines near the
+    budget, not at every flush; what was held lands once writes work."""
     faults = Faults()
     faults.full = {".jsonl"}
     t = backlog_tracer(trace_dir, faults)
-    traffic(t, server, 300)
+    traffic(t, server, 300, noise=2048)
     deadline = time.monotonic() + 10
     s = t.stats()
     while s["records_lost"] + s["records_pending"] < 300 and time.monotonic() < deadline:
@@ -313,7 +271,10 @@ def test_backoff_backlog_in_memory_mode_is_held_without_new_dead_letter_attempts
         s = t.stats()
     assert s["writer_mode"] == "memory", s
     assert s["write_retries"] == 1, s
-    assert sum(p.endswith(".deadletter.jsonl") for p in faults.opens) == 1
+    dead = [p for p in faults.opens if p.endswith(".deadletter.jsonl")]
+    fallback = str(trace_dir.parent / "fallback")
+    assert sum(p.startswith(str(trace_dir)) for p in dead) == 2, dead
+    assert sum(p.startswith(fallback) for p in dead) == 1, dead
     assert 0 < s["records_lost"] < 300, s
     lost = s["records_lost"]
     # Dropped many times over, one flush after another, but logged once (with its count):

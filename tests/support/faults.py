@@ -11,11 +11,12 @@ class Faults:
 
     def __init__(self) -> None:
         self.full: set[str] = set()  # suffixes of paths whose writes fail with ENOSPC
+        self.dirs: set[str] = set()  # directories whose files' writes fail with ENOSPC
         self.opens: list[str] = []
 
     def __call__(self, path: str, flags: int, mode: int = 0o777) -> int:
         self.opens.append(path)
-        if any(path.endswith(s) for s in self.full):
+        if any(path.endswith(s) for s in self.full) or os.path.dirname(path) in self.dirs:
             return os.open("/dev/full", os.O_WRONLY)
         return os.open(path, flags, mode)
 

@@ -87,6 +87,9 @@ class Counters:
         "zltrace_writer_degradations_total", "counter", "Writer degradations"
     )
     files_recreated: int = 0
+    outage_budget_s: float | None = None  # seconds of outage the budget holds; None: no traffic
+    fallback_records: int = 0
+    write_probes: int = 0
     events_processed: int | None = None
     worker_wakeups: int | None = None
     worker_max_slice_ns: int | None = None

@@ -207,6 +207,13 @@ def _tracer_counters(out: _Exposition, counters: Counters) -> None:
         "1 while the writer is not in its normal batched mode",
         [(None, int(counters.writer_degraded))],
     )
+    budget_s = counters.outage_budget_s  # None: no traffic, so no limit
+    out.family(
+        "zltrace_outage_budget_seconds",
+        "gauge",
+        "Seconds of disk outage the memory budget holds at the current rate",
+        [(None, math.inf if budget_s is None else budget_s)],
+    )
 
 
 def _alert_families(out: _Exposition, m: PerformanceMonitor) -> None:

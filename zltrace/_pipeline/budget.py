@@ -26,8 +26,10 @@ Policy, in order (every step counted in ``stats()``):
 3. Spilling impossible (the side file cannot be written) and still above the limit: bytes of
    in-flight bodies are dropped, largest first, and the exchange's record says so
    (``error.type`` ``zltrace.BodyDropped``, with the count); ``stats()["body_bytes_dropped"]``
-   counts them. Encoded lines beyond the budget while the disk is gone are dropped oldest
-   first and counted in ``records_lost`` (see :mod:`.writer`). Both are logged at CRITICAL.
+   counts them. Lines held while the disk is gone are spilled to the dead-letter or
+   fallback file as they near the budget, and dropped (oldest first, counted in
+   ``records_lost``) only when no file takes them (see :mod:`.writer`). Both are logged at
+   CRITICAL.
 """
 
 from __future__ import annotations

@@ -8,11 +8,15 @@ Rules:
 - The trace file only ever gains whole lines: a write that fails half-way is cut back
   (``ftruncate``) to the last whole line, so a retry never glues a torn line to a good one.
 - Side-file offsets always match the file: after a failed append the offset is re-read.
+- The fallback directory (outside the trace directory, often under a shared temp dir) is
+  used only while it is a real directory owned by us that no one else may enter: created
+  0700 when missing, refused otherwise, never chmod-ed or followed through a symlink.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -67,6 +71,27 @@ def _close(fd: int | None, sync: bool = False) -> None:
             os.fsync(fd)
     with contextlib.suppress(OSError):
         os.close(fd)
+
+
+def private_dir(path: str) -> None:
+    """Make sure ``path`` is a directory only we may use (created 0700 if missing).
+
+    Raises ``OSError`` when it cannot be created, or exists but is a symlink, someone
+    else's, or open to group or others.
+    """
+    try:
+        os.makedirs(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, "not a directory (a symlink is refused)", path)
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise OSError(errno.EPERM, f"owned by uid {st.st_uid}, not by us", path)
+    if st.st_mode & 0o077:
+        raise OSError(
+            errno.EPERM, f"mode {st.st_mode & 0o777:o} lets others in (0700 needed)", path
+        )
 
 
 class AppendFile:
@@ -159,17 +184,21 @@ class SideFile(AppendFile):
 class DeadLetterFile:
     """Lines the trace could not take, kept in the trace's format until they are copied back.
 
-    Opened for each batch and closed again: it is the path of last resort, used rarely.
+    Opened for each batch and closed again: it is a path of last resort, used rarely. With
+    ``private``, its directory is checked (see :func:`private_dir`) before each use.
     """
 
-    def __init__(self, path: str, opener: Opener) -> None:
+    def __init__(self, path: str, opener: Opener, private: bool = False) -> None:
         self.path = path
         self._opener = opener
+        self._private = private
         self.records = 0  # records in the file, not yet copied into the trace
         self._copied = 0  # bytes of the file already copied into the trace
 
-    def append(self, lines: Sequence[bytes]) -> None:
-        """Append whole lines, or leave the file as it was (cut back on failure)."""
+    def append(self, lines: Sequence[bytes], records: int) -> None:
+        """Append whole lines (``records`` of them), or leave the file as it was."""
+        if self._private:
+            private_dir(os.path.dirname(self.path))
         fd = self._opener(self.path, _APPEND, 0o600)
         try:
             size = os.fstat(fd).st_size
@@ -180,7 +209,7 @@ class DeadLetterFile:
                 raise
         finally:
             os.close(fd)
-        self.records += len(lines)
+        self.records += records
 
     def copy_to(self, trace: TraceFile, copied: Callable[[int], None]) -> None:
         """Copy every line into ``trace`` (``copied(n)`` after each block), then remove this file.

@@ -7,26 +7,28 @@ files themselves (opening, re-creating, cutting back torn lines) are :mod:`.file
 When writing fails (full disk, I/O error, a directory that vanished or turned read-only), no
 record is dropped while there is anywhere to keep it:
 
-1. The batch stays buffered and is retried with exponential backoff (``retry_backoff_ms``
-   doubled per attempt, capped at ``MAX_BACKOFF_NS``, +-25% jitter so that many processes on
-   one full disk do not retry in step).
-2. After ``write_retries`` failed attempts the batch goes to the dead-letter file
+1. The lines stay buffered and the write is tried again on two clocks (:mod:`.schedule`):
+   often, to notice at once that the disk is back; and on a backoff, which decides which
+   failures count (logged, counted as retries, towards the dead-letter file).
+2. While writes fail, waiting lines are held in memory compressed (:mod:`.held`) as soon as
+   they make a block, and charged to the budget what they cost.
+3. After ``write_retries`` counted failures what waits goes to the dead-letter file
    ``<stem>.deadletter.jsonl`` beside the trace (same format, so ``zltrace.read`` of the
-   directory sees it) and later batches try the normal path again. So do the lines waiting
-   out a backoff as soon as they exceed half of ``memory_limit`` (the backoff goes on):
-   waiting with them would make the memory budget throttle the callers or spill their
-   bodies to the disk that is failing.
-3. If the dead-letter file cannot be written either, the lines stay in memory ("memory"
-   mode; during a backoff new lines join them without another dead-letter attempt; one is
-   made each time the retries run out), up to ``memory_limit`` bytes -- which leaves in-flight
-   bodies only what the budget has left, so they may be spilled or dropped (see
-   :mod:`.budget`); beyond that the oldest lines are dropped, counted in ``records_lost``
-   and logged -- the one place where records can be lost.
-4. After ``DEGRADE_AFTER`` batches in a row had to be dead-lettered the writer writes each
+   directory sees it) and later batches try the normal path again. So does it as soon as it
+   takes more than half of ``memory_limit`` (the backoff goes on): waiting with it would make
+   the memory budget throttle the callers or spill their bodies to the disk that is failing.
+4. If the dead-letter file cannot be written either ("memory" mode), the lines stay held;
+   new lines join them without another dead-letter attempt until the retries run out again.
+5. When the held lines are about to overflow the budget (``SPILL_AT`` of ``memory_limit``),
+   they are spilled: to the dead-letter file, else to the same file name in the fallback
+   directory (``Config.fallback_dir``, private to us). Only when neither takes them and the
+   budget is full are the oldest dropped -- the one place where records can be lost, counted
+   in ``records_lost``, logged and warned about (:mod:`.losses`).
+6. After ``DEGRADE_AFTER`` batches in a row had to be dead-lettered the writer writes each
    line on its own ("immediate" mode): a failure then keeps only the lines not yet written.
    One successful batch returns it to "batched".
-5. When a write to the trace succeeds again, lines kept in memory and the dead-letter file
-   are re-driven into the trace (the dead-letter file is removed once copied).
+7. When a write to the trace succeeds again, the lines held in memory, the dead-letter file
+   and the fallback file are re-driven into the trace (each file removed once copied).
 
 Each change of mode is logged once at WARNING (later repeats at DEBUG) and counted.
 """
@@ -35,66 +37,58 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from collections.abc import Sequence
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 
 from .._format import DEAD_LETTER_SUFFIX, SIDE_SUFFIX, TRACE_SUFFIX
 from .files import DeadLetterFile, Opener, SideFile, TraceFile
 from .finished import Buffer, Finished
+from .held import HeldLines, compress
 from .lines import LineEncoder
+from .losses import LossReport
+from .schedule import Schedule
 
 __all__ = ["Opener", "TraceWriter"]
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_NS = 5_000_000_000
-#: Records dropped in memory mode are logged at most this often (with the count since).
-LOSS_LOG_NS = 10_000_000_000
 #: Consecutive dead-lettered batches after which lines are written one at a time.
 DEGRADE_AFTER = 2
+#: Share of ``memory_limit`` above which held lines are spilled to a file (the rest of the
+#: budget is left to bodies still in flight).
+SPILL_AT = 0.75
+#: While writes fail, waiting lines are compressed into a held block once they reach this size.
+HOLD_BLOCK = 64 * 1024
+#: A spill that failed is tried again no sooner than this (nor than one first backoff delay).
+SPILL_RETRY_NS = 1_000_000_000
+#: The rate of encoded bytes is measured over windows this long ...
+RATE_WINDOW_NS = 1_000_000_000
+#: ... and, while writes work, what a held line would cost is sampled this often.
+SAMPLE_NS = 10_000_000_000
 
 
 @attrs.define
-class Backoff:
-    """Failed attempts of the current batch, and the clock time before which none is made."""
+class RateMeter:
+    """Encoded line bytes per second over the last whole window."""
 
-    retries: int
-    first_ns: int
-    clock: Callable[[], int]
-    attempts: int = 0
-    retry_at: int = 0
+    start: int
+    added: int = 0  # bytes since ``start``
+    rate: float = 0.0
+    at: int = 0  # when ``rate`` was measured
 
-    def due(self) -> bool:
-        return self.clock() >= self.retry_at
+    def tick(self, now: int) -> None:
+        elapsed = now - self.start
+        if elapsed >= RATE_WINDOW_NS:
+            self.rate = self.added * 1e9 / elapsed
+            self.at = self.start = now
+            self.added = 0
 
-    def failed(self) -> bool:
-        """Count a failed attempt and schedule the next; False once the retries are used up."""
-        self.attempts += 1
-        if self.attempts > self.retries:
-            return False
-        delay = min(self.first_ns << (self.attempts - 1), MAX_BACKOFF_NS)
-        self.retry_at = self.clock() + int(delay * (0.75 + random.random() / 2))
-        return True
-
-    def pause(self) -> None:
-        """Wait one first delay (a re-drive failed) without counting an attempt."""
-        self.retry_at = self.clock() + self.first_ns
-
-    def reset(self) -> None:
-        self.attempts = 0
-        self.retry_at = 0
-
-
-@attrs.define
-class LossReport:
-    """Records dropped in memory mode: logged at most once per ``LOSS_LOG_NS``, with counts."""
-
-    log_at: int = 0  # clock time before which drops are counted, not logged
-    unlogged: int = 0
+    def current(self, now: int) -> float:
+        """The rate, or 0 when no window ended lately (no traffic, nothing flushed)."""
+        return self.rate if now - self.at <= 2 * RATE_WINDOW_NS else 0.0
 
 
 class WriteCounts:
@@ -105,8 +99,10 @@ class WriteCounts:
     batches = 0
     write_errors = 0
     retries = 0
+    probes = 0  # failed tries between counted ones
     dead_lettered_batches = 0
     dead_lettered_records = 0
+    fallback_records = 0  # records spilled to the fallback directory
     redriven_records = 0
     degradations = 0
     files_recreated = 0
@@ -115,7 +111,7 @@ class WriteCounts:
 
 
 class TraceWriter(WriteCounts):
-    """One trace file, its side file and its dead-letter file; created on first use."""
+    """One trace file, its side file and its dead-letter files; created on first use."""
 
     def __init__(
         self,
@@ -126,21 +122,33 @@ class TraceWriter(WriteCounts):
         retries: int = 5,
         backoff_ms: int = 100,
         memory_limit: int = 10 * 1024 * 1024,
+        fallback_dir: str | None = None,
         clock: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         base = os.path.join(directory, stem)
         self._trace = TraceFile(base + TRACE_SUFFIX, opener, self._recreated)
         self._side = SideFile(base + SIDE_SUFFIX, opener)
         self._dead = DeadLetterFile(base + DEAD_LETTER_SUFFIX, opener)
+        self._fallback = (
+            None
+            if fallback_dir is None
+            else DeadLetterFile(
+                os.path.join(fallback_dir, stem + DEAD_LETTER_SUFFIX), opener, private=True
+            )
+        )
         self._encoder = LineEncoder(stem + SIDE_SUFFIX, self.spill, self.failed)
-        self._backoff = Backoff(retries, backoff_ms * 1_000_000, clock)
-        self._losses = LossReport()
+        self._schedule = Schedule(retries, backoff_ms * 1_000_000, clock)
+        self._meter = RateMeter(clock())
+        self._losses = LossReport(clock)
         self._clock = clock
         self.memory_limit = memory_limit
         self._lines: list[bytes] = []  # encoded, not yet written
-        self._held: list[bytes] = []  # lines neither the trace nor the dead-letter file took
-        self.pending_bytes = 0  # bytes of _lines and _held
+        self._lines_bytes = 0
+        self._held = HeldLines()  # lines neither the trace nor the dead-letter file took
+        self._cost_ratio = 1.0  # what a held line costs per encoded byte (last seen)
+        self._sample_at = 0  # when to measure that ratio again while writes work
         self._dead_streak = 0  # batches dead-lettered in a row
+        self._spill_at = 0  # clock time before which a failed spill is not tried again
         self.mode = "batched"
         self._modes_logged: set[str] = set()
 
@@ -150,13 +158,32 @@ class TraceWriter(WriteCounts):
 
     @property
     def pending(self) -> int:
-        """Records not yet in the trace file or the dead-letter file."""
-        return len(self._lines) + len(self._held)
+        """Records not yet in the trace file or a dead-letter file."""
+        return len(self._lines) + self._held.records
+
+    @property
+    def pending_bytes(self) -> int:
+        """Memory the waiting lines take: encoded, or compressed while held."""
+        return self._lines_bytes + self._held.cost
 
     @property
     def retry_at(self) -> int:
         """Clock time before which a flush does not try to write again."""
-        return self._backoff.retry_at
+        return min(self._schedule.retry_at, self._schedule.probe_at)
+
+    def outage_stats(self) -> dict[str, Any]:
+        """How long the memory budget would hold an outage starting now, and where spills went.
+
+        ``outage_budget_s``: seconds of records at the current rate that the budget holds,
+        at what a held line costs (None while there is no traffic).
+        """
+        rate = self._meter.current(self._clock())
+        seconds = self.memory_limit / (rate * self._cost_ratio) if rate else None
+        return {
+            "outage_budget_s": None if seconds is None else round(seconds, 1),
+            "fallback_records": self.fallback_records,
+            "write_probes": self.probes,
+        }
 
     # -- input -------------------------------------------------------------------------------
 
@@ -171,43 +198,58 @@ class TraceWriter(WriteCounts):
         """Encode one finished exchange (writing large bodies now) and buffer its line."""
         data = self._encoder.encode(f)
         self._lines.append(data)
-        self.pending_bytes += len(data)
+        self._lines_bytes += len(data)
+        self._meter.added += len(data)
 
     # -- output ------------------------------------------------------------------------------
 
     def flush(self, force: bool = False) -> bool:
-        """Write the buffered lines; True when nothing is left pending.
-
-        On failure the lines are kept and the next attempt is scheduled (``retry_at``);
-        before then a flush returns False without trying, unless ``force``.
-        """
+        """Write the buffered lines (and re-drive what waits); True when nothing is left in
+        memory. On failure the lines are kept; until the next try (``retry_at``) a flush
+        returns False without trying, unless ``force``."""
+        now = self._clock()
+        self._meter.tick(now)
         lines = self._lines
-        due = force or self._backoff.due()
+        waiting = self._held or self._dead.records or (self._fallback and self._fallback.records)
+        if not lines and not waiting:
+            return True
+        schedule = self._schedule
+        if not schedule.may_try(force):
+            self._divert()
+            return not lines and not self._held
+        counts = schedule.counts(force)
         if not lines:
-            if (self._held or self._dead.records) and due:
-                self._redrive()
+            self._redrive(counts)
             return not self._held
-        if not due:
-            self._divert_if_large()
-            return False
+        if now >= self._sample_at:
+            self._sample(lines, now)
         try:
             self._write_lines(lines)
         except OSError as exc:
-            self.failed("trace write", exc)
-            if self._backoff.failed():
-                self.retries += 1
-                self._divert_if_large()
-            else:
-                self._backoff.reset()
-                self._dead_letter()
+            self._write_failed(exc, counts)
             return False
-        self._backoff.reset()
+        schedule.reset()
         self._dead_streak = 0
-        if self._held or self._dead.records:
-            self._redrive()
+        if waiting:
+            self._redrive(counts)
         if self.mode != "batched" and not self._held:
             self._set_mode("batched", "writes work again")
         return not self._held
+
+    def _write_failed(self, exc: OSError, counts: bool) -> None:
+        schedule = self._schedule
+        schedule.failed()
+        if not counts:
+            self.probes += 1
+            self._divert()
+            return
+        self.failed("trace write", exc)
+        if schedule.backoff():
+            self.retries += 1
+            self._divert()
+        else:
+            schedule.reset()
+            self._dead_letter()
 
     def _write_lines(self, lines: list[bytes]) -> None:
         """Write ``lines`` to the trace file (removing each from the list once written)."""
@@ -223,92 +265,129 @@ class TraceWriter(WriteCounts):
 
     def _done(self, lines: list[bytes]) -> None:
         n = sum(len(x) for x in lines)
-        self.pending_bytes -= n
+        self._lines_bytes -= n
         self.records_written += len(lines)
         self.bytes_written += n
         self.batches += 1
 
+    def _sample(self, lines: list[bytes], now: int) -> None:
+        """Measure what these lines would cost if held (for ``outage_budget_s``)."""
+        self._sample_at = now + SAMPLE_NS
+        data = b"".join(lines)
+        self._cost_ratio = len(compress(data)) / len(data) if data else 1.0
+
+    # -- the places of last resort -----------------------------------------------------------
+
     def _dead_letter(self) -> None:
-        """The buffered lines go to the dead-letter file, or are held in memory."""
-        lines = self._lines
+        """Everything waiting in memory goes to the dead-letter file, or stays held there."""
         self._dead_streak += 1
-        try:
-            self._dead.append(lines)
-        except OSError as exc:
-            self.failed("dead-letter write", exc)
+        if self._move_to(self._dead, with_lines=True) is not None:
             self._set_mode("memory", "neither the trace nor the dead-letter file can be written")
             self._hold()
             return
-        self.dead_lettered_batches += 1
-        self.dead_lettered_records += len(lines)
-        self.pending_bytes -= sum(len(x) for x in lines)
-        lines.clear()
         if self._dead_streak >= DEGRADE_AFTER and self.mode == "batched":
             self._set_mode("immediate", "batched writes keep failing; writing record by record")
 
-    def _divert_if_large(self) -> None:
-        """Backing off with more than half the budget waiting: waiting on with it would make
-        the budget throttle the callers or spill their bodies to the disk that is failing. The
-        lines go to the dead-letter file now (in memory mode, where that failed already, they
-        join the held lines without another attempt); the backoff itself goes on."""
-        if self.pending_bytes <= self.memory_limit // 2:
-            return
-        if self.mode == "memory":
+    def _divert(self) -> None:
+        """Lines waiting while writes fail: held (compressed) as soon as they make a block.
+        Over half the budget, waiting on with them would make the budget throttle the callers
+        or spill their bodies to the disk that is failing: they go to the dead-letter file now
+        (unless that failed already: memory mode); the backoff itself goes on."""
+        if self._lines_bytes >= HOLD_BLOCK:
             self._hold()
-        else:
+        if self.mode != "memory" and self.pending_bytes > self.memory_limit // 2:
             self._dead_letter()
 
     def _hold(self) -> None:
-        """Memory mode: the buffered lines join those held until a write works again."""
-        self._held.extend(self._lines)
-        self._lines.clear()
-        self._trim_held()
+        """The buffered lines join those held (compressed) until a write works again."""
+        if self._lines:
+            self._held.add(self._lines)
+            self._cost_ratio = self._held.cost / max(1, self._held.raw)
+            self._lines.clear()
+            self._lines_bytes = 0
+        self._make_room()
 
-    def _trim_held(self) -> None:
-        """Keep the lines held in memory within ``memory_limit``: drop (and count) the oldest."""
-        held = self._held
-        drop = 0
-        while held[drop:] and self.pending_bytes > self.memory_limit:
-            self.pending_bytes -= len(held[drop])
-            drop += 1
-        if not drop:
+    def _make_room(self) -> None:
+        """Held lines about to overflow the budget: spill them to a file, or drop the oldest."""
+        if self.pending_bytes <= self.memory_limit * SPILL_AT:
             return
-        del held[:drop]
-        self.records_lost += drop
-        losses = self._losses
-        losses.unlogged += drop
         now = self._clock()
-        if now >= losses.log_at:
-            losses.log_at = now + LOSS_LOG_NS
-            log.critical(
-                "zltrace: %d records dropped: the disk is unwritable (%s) and the memory "
-                "budget (%d bytes) is full (%d lost so far)",
-                losses.unlogged,
-                self.last_error,
-                self.memory_limit,
+        if now >= self._spill_at:
+            if self._spill_held():
+                return
+            self._spill_at = now + max(SPILL_RETRY_NS, self._schedule.first_ns)
+        dropped = 0
+        while self._held and self.pending_bytes > self.memory_limit:
+            dropped += self._held.drop_oldest()
+        if dropped:
+            self.records_lost += dropped
+            self._losses.dropped(
+                dropped,
+                f"the trace, dead-letter and fallback files cannot be written "
+                f"({self.last_error}) and the memory budget ({self.memory_limit} bytes) is full",
                 self.records_lost,
             )
-            losses.unlogged = 0
 
-    def _redrive(self) -> None:
-        """Copy what the dead-letter file and memory hold into the trace, now that it works."""
+    def _spill_held(self) -> bool:
+        """Move the held lines to the dead-letter file, else the fallback; True if all went."""
+        for target in (self._dead, self._fallback):
+            if target is not None and self._held:
+                self._move_to(target, with_lines=False)
+        return not self._held
+
+    def _move_to(self, target: DeadLetterFile, with_lines: bool) -> OSError | None:
+        """Append the held lines (and the buffered ones) to a dead-letter file, oldest first;
+        the error if it refused some (those stay where they were)."""
+        before = target.records
+        error = None
+        try:
+            self._held.drain(target.append)
+            if with_lines and self._lines:
+                target.append(self._lines, len(self._lines))
+                self._lines.clear()
+                self._lines_bytes = 0
+        except OSError as exc:
+            error = exc
+            self.failed("dead-letter write" if target is self._dead else "fallback write", exc)
+        moved = target.records - before
+        if target is self._dead:
+            self.dead_lettered_batches += bool(moved)
+            self.dead_lettered_records += moved
+        elif moved:
+            self.fallback_records += moved
+            self._note_mode("fallback", f"records spilled to {target.path} until the trace works")
+        return error
+
+    def _redrive(self, counts: bool) -> None:
+        """Copy what memory and the dead-letter files hold into the trace, now that it works."""
         try:
             if self._held:
-                self._trace.append(self._held)
-                self._done(self._held)
-                self.redriven_records += len(self._held)
-                self._held.clear()
-            if self._dead.records:
-                self._dead.copy_to(self._trace, self._copied)
-                self.redriven_records += self._dead.records
-                self.records_written += self._dead.records
-                self._dead.records = 0
+                self._held.drain(self._to_trace)
+            for dead in (self._dead, self._fallback):
+                if dead is not None and dead.records:
+                    dead.copy_to(self._trace, self._copied)
+                    self.redriven_records += dead.records
+                    self.records_written += dead.records
+                    dead.records = 0
         except OSError as exc:
-            self.failed("re-drive", exc)
-            self._backoff.pause()
+            self._schedule.failed()
+            if counts:
+                self.failed("re-drive", exc)
+                self._schedule.pause()
+            else:
+                self.probes += 1
             return
+        self._schedule.reset()
         if self.mode != "batched":
             self._set_mode("batched", "writes work again; held records re-driven")
+
+    def _to_trace(self, lines: Sequence[bytes], records: int) -> None:
+        """Re-drive held lines (one block) into the trace."""
+        self._trace.append(lines)
+        self.records_written += records
+        self.redriven_records += records
+        self.bytes_written += sum(len(x) for x in lines)
+        self.batches += 1
 
     def _copied(self, n: int) -> None:
         self.bytes_written += n
@@ -351,35 +430,26 @@ class TraceWriter(WriteCounts):
         self._trace.drop()
         self._side.drop()
         self._lines = []
-        self._held = []
-        self.pending_bytes = 0
+        self._lines_bytes = 0
+        self._held.clear()
         self._dead.records = 0
+        if self._fallback is not None:
+            self._fallback.records = 0
 
     def close(self) -> None:
-        """Write everything (trace, else dead-letter file), fsync and close both files.
+        """Write everything (trace, else a dead-letter file), fsync and close the files.
 
-        Lines that neither file takes are lost: counted in ``records_lost`` and logged.
+        Lines that no file takes are lost: counted in ``records_lost``, logged and warned.
         """
-        if not self.flush(force=True) and self._lines:
-            self._dead_letter()
-        losses = self._losses
-        if losses.unlogged:
-            log.critical(
-                "zltrace: %d more records were dropped while the disk was unwritable "
-                "(%d lost in all)",
-                losses.unlogged,
-                self.records_lost,
-            )
-            losses.unlogged = 0
+        if not self.flush(force=True):
+            if self._lines or self._held:
+                self._dead_letter()
+            self._spill_held()
+        self._losses.closing(self.records_lost)
         if self._held:
-            self.records_lost += len(self._held)
-            log.error(
-                "zltrace: %d records could not be written to %s and are lost: %s",
-                len(self._held),
-                self.path,
-                self.last_error,
-            )
+            n = self._held.records
             self._held.clear()
-            self.pending_bytes = 0
+            self.records_lost += n
+            self._losses.lost_at_close(n, self.path, self.last_error)
         self._trace.close()
         self._side.close()
