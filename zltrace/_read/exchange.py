@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from .decode import DEFAULT_DECODE_LIMITS, DecodeLimits, decode_content
+from .eventstream import EventFrame, is_aws_event_stream, parse_event_stream
 from .llm import Usage, is_event_stream, message_from_body, model_of, usage_of
 from .sse import SSEEvent, parse_sse
 
@@ -122,12 +123,24 @@ class Exchange:
             return []
         return list(parse_sse(rs.body))
 
+    def events(self) -> list[EventFrame]:
+        """The frames of an AWS event-stream response body (Bedrock streams), else [].
+
+        Each frame's CRCs are checked; a bad one is yielded with ``error`` set, never raised.
+        """
+        rs = self.response
+        if rs is None or not is_aws_event_stream(rs.header("content-type")):
+            return []
+        return list(parse_event_stream(rs.body))
+
     def message(self) -> dict[str, Any] | None:
         """What an LLM API call returned, as its non-streaming form would have.
 
         A streamed Anthropic Messages, OpenAI Chat Completions or Responses body is rebuilt
-        into the message / ``chat.completion`` / response object; any other JSON object body
-        is parsed; anything else (or no response) gives None.
+        into the message / ``chat.completion`` / response object; a Bedrock event stream
+        (ConverseStream, InvokeModelWithResponseStream) into the Converse response or the
+        model provider's message; any other JSON object body is parsed; anything else (or
+        no response) gives None.
         """
         rs = self.response
         if rs is None:
@@ -139,8 +152,9 @@ class Exchange:
         return usage_of(self.message())
 
     def model(self) -> str | None:
-        """The model that answered (from :meth:`message`), else the one the request named."""
-        return model_of(self.message(), self.request.body)
+        """The model that answered (from :meth:`message`), else the one the request named
+        (its JSON body's ``model``, or the ``/model/<id>/`` of a Bedrock Runtime URL)."""
+        return model_of(self.message(), self.request.body, self.request.url)
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:

@@ -17,8 +17,9 @@ import json
 from collections.abc import Iterable
 from typing import Any, Callable
 
+from ..eventstream import is_aws_event_stream, parse_event_stream
 from ..sse import SSEEvent, parse_sse
-from . import anthropic, openai
+from . import anthropic, bedrock, openai
 from .usage import Usage
 from .values import Json, json_object
 from .view import Block, MessageView
@@ -51,6 +52,8 @@ def message_from_body(content_type: str | None, body: bytes) -> Json | None:
     try:
         if is_event_stream(content_type):
             return rebuild_stream(parse_sse(body))
+        if is_aws_event_stream(content_type):
+            return bedrock.rebuild_event_stream(parse_event_stream(body))
         return json_object(body)
     except Exception:  # a report must not die on one odd body (e.g. RecursionError)
         return None
@@ -95,6 +98,9 @@ def usage_of(message: Json | None) -> Usage | None:
     """The token counts in a message (any of the known APIs), None if it has none."""
     if message is None:
         return None
+    found = bedrock.usage(message)
+    if found is not None:
+        return found
     fields = message.get("usage")
     if not isinstance(fields, dict):
         return None
@@ -102,8 +108,11 @@ def usage_of(message: Json | None) -> Usage | None:
     return found if found is not None else anthropic.usage(fields)
 
 
-def model_of(message: Json | None, request_body: bytes | None) -> str | None:
-    """The model that answered (from the message), else the one the request asked for."""
+def model_of(
+    message: Json | None, request_body: bytes | None, url: str | None = None
+) -> str | None:
+    """The model that answered (from the message), else the one the request asked for
+    (in its JSON body, or in a Bedrock Runtime URL path)."""
     if message is not None:
         model = message.get("model")
         if isinstance(model, str) and model:
@@ -114,7 +123,7 @@ def model_of(message: Json | None, request_body: bytes | None) -> str | None:
             model = request.get("model")
             if isinstance(model, str) and model:
                 return model
-    return None
+    return bedrock.model_from_url(url) if url else None
 
 
 def message_view(message: Any) -> MessageView | None:
@@ -124,6 +133,8 @@ def message_view(message: Any) -> MessageView | None:
     view = anthropic.view(message)
     if view is None:
         view = openai.view(message)
+    if view is None:
+        view = bedrock.view(message)
     if view is None:
         return None
     if message.get("error") is not None:  # an error event cut the stream short
