@@ -16,7 +16,7 @@ from .sse import SSEEvent, parse_sse
 __all__ = ["ErrorInfo", "Exchange", "Request", "Response", "SkippedLine", "Timing"]
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class Request:
     """The request as it went on the wire (credential headers redacted)."""
 
@@ -24,11 +24,33 @@ class Request:
     url: str
     http_version: str
     headers: list[tuple[str, str]]
+    #: Exactly the bytes sent (after chunked de-framing), before content decoding.
     body: bytes | None
+    #: How far :attr:`decoded_body` may decode (:func:`zltrace.read` sets them).
+    decode_limits: DecodeLimits = attrs.field(
+        default=DEFAULT_DECODE_LIMITS, kw_only=True, eq=False, repr=False
+    )
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
         return _header(self.headers, name)
+
+    @cached_property
+    def _decoded(self) -> tuple[bytes | None, str | None]:
+        if self.body is None:
+            return None, None
+        return decode_content(self.body, self.header("content-encoding"), self.decode_limits)
+
+    @property
+    def decoded_body(self) -> bytes | None:
+        """The body with its Content-Encoding undone (a gzip-compressed upload, as
+        elasticsearch's ``http_compress`` sends), within the read limits; else as sent."""
+        return self._decoded[0]
+
+    @property
+    def decode_note(self) -> str | None:
+        """Why :attr:`decoded_body` is left as sent, when it is."""
+        return self._decoded[1]
 
 
 @attrs.frozen(slots=False)
@@ -104,13 +126,19 @@ class Exchange:
     started_at: datetime
     request: Request
     response: Response | None
-    #: "complete", "error", "abandoned" (the app stopped reading or closed early) or
+    #: "complete", "error", "abandoned" (the app stopped before the body was complete) or
     #: "incomplete" (still in flight when the tracer closed).
     outcome: str
     error: ErrorInfo | None
     timing: Timing
     #: (trace file, line number) the exchange was read from.
     source: tuple[str, int]
+    #: Why a "complete" exchange is complete: "framing" (Content-Length reached, the last
+    #: chunk read, the connection closed a close-delimited body, or no body) or
+    #: "end_marker" (the stream's own end marker -- ``data: [DONE]``, ``message_stop``, a
+    #: Bedrock stream's final frame -- was read, and the app closed before the HTTP end).
+    #: None for the other outcomes.
+    complete_by: str | None = None
 
     # Computed on each call (a frozen slots class has no cache): a report that wants the
     # message, its usage and its model parses the body three times, which is fine at read
@@ -154,7 +182,7 @@ class Exchange:
     def model(self) -> str | None:
         """The model that answered (from :meth:`message`), else the one the request named
         (its JSON body's ``model``, or the ``/model/<id>/`` of a Bedrock Runtime URL)."""
-        return model_of(self.message(), self.request.body, self.request.url)
+        return model_of(self.message(), self.request.decoded_body, self.request.url)
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:
