@@ -173,24 +173,27 @@ def _num(value: float | None) -> str:
 
 
 _TOKEN_COLUMNS = ("calls", "input", "output", "cache_read", "cache_write")
+_LABEL_MAX = 80
 
 
 def _token_lines(tokens: Any, limit: int = 20) -> list[str]:
     if not isinstance(tokens, dict) or not tokens.get("calls"):
         return ["", "tokens          - (no exchange reported LLM usage)"]
-    lines = ["", f"{'tokens':<40}" + "".join(f"{c:>12}" for c in _TOKEN_COLUMNS)]
+    groups = {title: list(tokens[title].items()) for title in ("by_model", "by_host")}
+    labels = [f"  {name}" for rows in groups.values() for name, _ in rows[:limit]]
+    width = min(_LABEL_MAX, max(16, *(len(label) for label in labels))) + 2
 
     def row(label: str, t: dict[str, int]) -> str:
-        label = label if len(label) <= 38 else label[:37] + "…"
-        return f"{label:<40}" + "".join(f"{t[c]:>12,}" for c in _TOKEN_COLUMNS)
+        label = label if len(label) <= _LABEL_MAX else label[: _LABEL_MAX - 1] + "…"
+        return f"{label:<{width}}" + "".join(f"{t[c]:>12,}" for c in _TOKEN_COLUMNS)
 
+    lines = ["", f"{'tokens':<{width}}" + "".join(f"{c:>12}" for c in _TOKEN_COLUMNS)]
     lines.append(row("all", tokens))
-    for title in ("by_model", "by_host"):
-        groups = list(tokens[title].items())
+    for title, rows in groups.items():
         lines.append(f"{title.replace('_', ' ')}:")
-        lines.extend(row(f"  {name}", t) for name, t in groups[:limit])
-        if len(groups) > limit:
-            lines.append(f"  (+{len(groups) - limit} more)")
+        lines.extend(row(f"  {name}", t) for name, t in rows[:limit])
+        if len(rows) > limit:
+            lines.append(f"  (+{len(rows) - limit} more)")
     return lines
 
 
