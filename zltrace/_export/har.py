@@ -22,7 +22,7 @@ Mapping decisions (the spec: ahmadnassri/har-spec ``versions/1.2.md``):
   as text when its charset (UTF-8 if none is declared) decodes it, base64 otherwise.
 - An exchange with no response (refused, timed out, ...) gets status 0 and an empty content;
   what went wrong is in the custom ``_zltrace`` field every entry carries (id, logical id,
-  outcome, error, framing, and the arrival of body bytes as ``[offset, ms]`` pairs).
+  outcome and why a complete one is complete, error, framing, and the arrival of body bytes as ``[offset, ms]`` pairs).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def _entry(ex: Exchange) -> dict[str, Any]:
         "id": ex.id,
         "logical_id": ex.logical_id,
         "outcome": ex.outcome,
+        "complete_by": ex.complete_by,
         "error": None if ex.error is None else {"type": ex.error.type, "message": ex.error.message},
         "framing": None if rs is None else rs.framing,
         "chunks": [] if rs is None else [[offset, _ms(ns)] for offset, ns in rs.reads],
