@@ -343,3 +343,26 @@ def test_bad_chunk_bytes_are_skipped() -> None:
 def test_model_from_url(url: str, model: str | None) -> None:
     """The model id of a Bedrock Runtime URL path, percent-decoded; None for other URLs."""
     assert model_from_url(url) == model
+
+
+def test_invoke_model_usage_from_headers_for_any_provider(open_tracer: zltrace.Tracer) -> None:
+    """A plain invoke of a provider whose body has no usage: the token-count headers give it."""
+    tracer = open_tracer  # header redaction is not what this pins
+    from support.server import response
+
+    llama = {"generation": "Hi!", "stop_reason": "stop"}
+    headers = [
+        ("Content-Type", "application/json"),
+        ("X-Amzn-Bedrock-Input-Token-Count", "9"),
+        ("X-Amzn-Bedrock-Output-Token-Count", "3"),
+    ]
+    with ScriptedServer([response(200, json.dumps(llama).encode(), headers)]) as srv:
+        pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port), tracer=tracer)
+        pool.request("POST", "/model/meta.llama3-8b-instruct-v1%3A0/invoke", body=b"{}")
+    (ex,) = records(tracer)
+    assert ex.message() == llama
+    assert ex.usage() == zltrace.Usage(9, 3, 0, 0)
+    assert ex.model() == "meta.llama3-8b-instruct-v1:0"
+    assert (
+        zltrace.summarize([ex])["tokens"]["by_model"]["meta.llama3-8b-instruct-v1:0"]["input"] == 9
+    )

@@ -22,7 +22,8 @@ Mapping decisions (the spec: ahmadnassri/har-spec ``versions/1.2.md``):
   as text when its charset (UTF-8 if none is declared) decodes it, base64 otherwise.
 - An exchange with no response (refused, timed out, ...) gets status 0 and an empty content;
   what went wrong is in the custom ``_zltrace`` field every entry carries (id, logical id,
-  outcome and why a complete one is complete, error, framing, and the arrival of body bytes as ``[offset, ms]`` pairs).
+  outcome and ``complete_by``, error, framing, and the arrival of body bytes as
+  ``[offset, ms]`` pairs).
 """
 
 from __future__ import annotations

@@ -241,7 +241,8 @@ def _entry(index: int, ex: Exchange, limit: int) -> tuple[dict[str, Any], dict[s
     is_frames = rs is not None and is_aws_event_stream(rs.header("content-type"))
     # ex.usage() and ex.model() would each rebuild the message again: derive them from one.
     msg = ex.message()
-    usage, model = usage_of(msg), model_of(msg, rq.decoded_body, rq.url)
+    usage = usage_of(msg, None if rs is None else rs.headers)
+    model = model_of(msg, rq.decoded_body, rq.url)
     host, path = _host_path(rq.url)
     ttfb = t.first_byte if t.first_byte is not None else t.headers_received
     summary = {

@@ -81,7 +81,7 @@ class TraceStats:
         if ex.response is None:
             return
         message = ex.message()  # parsed once for both the usage and the model
-        usage = usage_of(message)
+        usage = usage_of(message, ex.response.headers)
         if usage is None:
             return
         model = model_of(message, ex.request.body, ex.request.url) or "(unknown)"

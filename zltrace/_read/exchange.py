@@ -176,8 +176,10 @@ class Exchange:
         return message_from_body(rs.header("content-type"), rs.body)
 
     def usage(self) -> Usage | None:
-        """The token counts reported in :meth:`message`, None if it has none."""
-        return usage_of(self.message())
+        """The token counts reported in :meth:`message` (else in Bedrock InvokeModel's
+        token-count response headers), None if there are none."""
+        rs = self.response
+        return usage_of(self.message(), None if rs is None else rs.headers)
 
     def model(self) -> str | None:
         """The model that answered (from :meth:`message`), else the one the request named

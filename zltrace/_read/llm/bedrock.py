@@ -14,7 +14,9 @@
   {...}}``) and rebuilt as above. Any other provider's chunks are kept as a list under
   ``"chunks"``. Bedrock puts ``amazon-bedrock-invocationMetrics`` (input and output token
   counts, latencies) into the last chunk for every provider; it is kept in the message, and
-  usage falls back to it.
+  usage falls back to it. A plain ``invoke`` of any provider has its token counts in the
+  ``X-Amzn-Bedrock-Input-Token-Count`` / ``-Output-Token-Count`` response headers, the last
+  fallback.
 - An exception frame (``throttlingException``, ``modelStreamErrorException``, ...) is put
   under ``"error"`` as ``{"type", "message"}``.
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -37,7 +39,14 @@ from .usage import Usage
 from .values import Json, as_dict, as_index, as_str, as_text, count, dicts
 from .view import Block, MessageView
 
-__all__ = ["model_from_url", "rebuild_event_stream", "usage", "view"]
+__all__ = [
+    "model_from_url",
+    "rebuild_converse",
+    "rebuild_event_stream",
+    "usage",
+    "usage_from_headers",
+    "view",
+]
 
 _METRICS = "amazon-bedrock-invocationMetrics"
 _PATH = re.compile(
@@ -227,6 +236,23 @@ def usage(message: Json) -> Usage | None:
             cache_write_tokens=count(metrics.get("cacheWriteInputTokenCount")),
         )
     return None
+
+
+_HEADER_IN = "x-amzn-bedrock-input-token-count"
+_HEADER_OUT = "x-amzn-bedrock-output-token-count"
+
+
+def usage_from_headers(headers: Sequence[tuple[str, str]]) -> Usage | None:
+    """The token counts InvokeModel puts in its response headers, None without them (or
+    when they are not numbers: redacted by a rule that took them for credentials)."""
+    found: dict[str, int] = {}
+    for name, value in headers:
+        low = name.lower()
+        if low in (_HEADER_IN, _HEADER_OUT) and low not in found and value.strip().isdigit():
+            found[low] = count(int(value))
+    if not found:
+        return None
+    return Usage(input_tokens=found.get(_HEADER_IN, 0), output_tokens=found.get(_HEADER_OUT, 0))
 
 
 def view(message: Json) -> MessageView | None:

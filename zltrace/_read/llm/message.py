@@ -14,7 +14,7 @@ so anything malformed gives None or the best that could be built.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
 from ..eventstream import is_aws_event_stream, parse_event_stream
@@ -94,10 +94,22 @@ def rebuild_stream(events: Iterable[SSEEvent]) -> Json | None:
     return None
 
 
-def usage_of(message: Json | None) -> Usage | None:
-    """The token counts in a message (any of the known APIs), None if it has none."""
-    if message is None:
-        return None
+def usage_of(
+    message: Json | None, headers: Sequence[tuple[str, str]] | None = None
+) -> Usage | None:
+    """The token counts in a message (any of the known APIs), None if it has none.
+
+    ``headers`` (the response's) are the fallback: Bedrock's InvokeModel answers with
+    ``X-Amzn-Bedrock-Input-Token-Count`` / ``-Output-Token-Count`` for every model provider,
+    whatever shape the provider's body has.
+    """
+    found = _usage_in(message) if message is not None else None
+    if found is None and headers:
+        found = bedrock.usage_from_headers(headers)
+    return found
+
+
+def _usage_in(message: Json) -> Usage | None:
     found = bedrock.usage(message)
     if found is not None:
         return found
