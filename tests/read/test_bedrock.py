@@ -34,6 +34,9 @@ from zltrace._read.llm.bedrock import model_from_url, rebuild_converse
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the test extra")
 botocore_config = pytest.importorskip("botocore.config")
 
+# boto3 warns when a client is made on a Python it is about to stop supporting (3.9 in CI).
+pytestmark = pytest.mark.filterwarnings("ignore:Boto3 will no longer support Python")
+
 MESSAGES = [{"role": "user", "content": [{"text": "What is the weather in Seattle?"}]}]
 CLAUDE_BODY = json.dumps(
     {
