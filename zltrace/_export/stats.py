@@ -173,7 +173,7 @@ def _num(value: float | None) -> str:
 
 
 _TOKEN_COLUMNS = ("calls", "input", "output", "cache_read", "cache_write")
-_LABEL_MAX = 80
+_LABEL_MAX = 64
 
 
 def _token_lines(tokens: Any, limit: int = 20) -> list[str]:
@@ -184,7 +184,8 @@ def _token_lines(tokens: Any, limit: int = 20) -> list[str]:
     width = min(_LABEL_MAX, max(16, *(len(label) for label in labels))) + 2
 
     def row(label: str, t: dict[str, int]) -> str:
-        label = label if len(label) <= _LABEL_MAX else label[: _LABEL_MAX - 1] + "…"
+        if len(label) > _LABEL_MAX:  # keep both ends: an ARN's model name is at its end
+            label = label[:24] + "…" + label[-(_LABEL_MAX - 25) :]
         return f"{label:<{width}}" + "".join(f"{t[c]:>12,}" for c in _TOKEN_COLUMNS)
 
     lines = ["", f"{'tokens':<{width}}" + "".join(f"{c:>12}" for c in _TOKEN_COLUMNS)]
