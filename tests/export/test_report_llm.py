@@ -118,6 +118,28 @@ def test_compressed_request_body_shown_decoded(tracer: zltrace.Tracer) -> None:
     assert body["encoding"] == "gzip" and body["raw_size"] == len(raw)
 
 
+def test_compressed_request_body_decoded_in_har_and_claude_trace(tracer: zltrace.Tracer) -> None:
+    """HAR postData and claude-trace's request body hold the decoded upload too."""
+    doc = {"model": "m", "messages": []}
+    raw = gzip.compress(json.dumps(doc).encode(), mtime=0)
+    with ScriptedServer([response(200, b"{}", [("Content-Type", "application/json")])]) as srv:
+        pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port), tracer=tracer)
+        pool.request(
+            "POST",
+            "/v1/messages",
+            body=raw,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+    exchanges = records(tracer)
+    har = io.StringIO()
+    zltrace.export_har(exchanges, har)
+    request = json.loads(har.getvalue())["log"]["entries"][0]["request"]
+    assert json.loads(request["postData"]["text"]) == doc and request["bodySize"] == len(raw)
+    lines = io.StringIO()
+    zltrace.export_claude_trace(exchanges, lines)
+    assert json.loads(lines.getvalue())["request"]["body"] == doc
+
+
 def test_undecodable_request_body_says_why(tracer: zltrace.Tracer) -> None:
     """A request body that claims gzip but is not: shown as sent, with the reason."""
     with ScriptedServer([response(200, b"")]) as srv:

@@ -139,7 +139,9 @@ def _request(ex: Exchange) -> dict[str, Any]:
     }
     if body:
         mime = rq.header("content-type") or ""
-        text, encoding = _text(body, mime)
+        # As for responses, the content is shown decoded (a gzip upload as its JSON);
+        # bodySize stays what was sent.
+        text, encoding = _text(rq.decoded_body or body, mime)
         post: dict[str, Any] = {"mimeType": mime, "text": text}
         if encoding:
             # postData has no "encoding" field in HAR 1.2: a custom one says how to undo it.
