@@ -16,6 +16,7 @@ from ._export.stats import summarize
 from ._monitor.alerts import Alert
 from ._monitor.logjson import JsonFormatter
 from ._pipeline.writer import Opener
+from ._read.eventstream import EventFrame, parse_event_stream
 from ._read.llm import Usage, total_usage
 from ._read.reader import ErrorInfo, Exchange, Request, Response, SkippedLine, Timing, read
 from ._read.sse import SSEEvent, SSEParser, parse_sse
@@ -38,6 +39,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ErrorInfo",
+    "EventFrame",
     "Exchange",
     "JsonFormatter",
     "NotCallableError",
@@ -57,6 +59,7 @@ __all__ = [
     "default_tracer",
     "export_claude_trace",
     "export_har",
+    "parse_event_stream",
     "parse_sse",
     "read",
     "reset_defaults",

@@ -121,6 +121,7 @@ def test_post_with_json_body_query_string_and_cookies(open_tracer: zltrace.Trace
     assert rs["content"] == {"size": 12, "mimeType": "application/json", "text": '{"ok": true}'}
     assert rs["bodySize"] == 12 and rs["redirectURL"] == ""
     assert entry["_zltrace"]["outcome"] == "complete"
+    assert entry["_zltrace"]["complete_by"] == "framing"
     assert entry["_zltrace"]["error"] is None
     assert entry["_zltrace"]["framing"] == "length"
 

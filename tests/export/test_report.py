@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tracemalloc
@@ -741,3 +742,23 @@ def test_chromium_screenshot(
         "--hide-scrollbars",
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chromium_no_body_bar_without_a_response(
+    tracer: zltrace.Tracer, tmp_path: Path, chromium: str
+) -> None:
+    """In Chromium: an exchange that got no response has no "receiving the body" bar."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    refused = zltrace.wrap(
+        urllib3.HTTPConnectionPool("127.0.0.1", port, retries=False), tracer=tracer
+    )
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        refused.request("GET", "/")
+    page = tmp_path / "report.html"
+    page.write_text(report_html(records(tracer)), encoding="utf-8")
+    dom = browser(chromium, page.as_uri() + "#expand=first", tmp_path, "--dump-dom")
+    detail = dom[dom.index('id="zl-detail-0"') :]
+    assert "No response was received." in detail
+    assert "receiving the body" not in detail

@@ -77,11 +77,22 @@ def _counted(items: Iterable[Any], progress: bool, verb: str) -> Iterator[Any]:
 
 
 def _trace_exchanges(args: argparse.Namespace, verb: str) -> Iterator[Any] | None:
-    """The exchanges at ``args.path`` (with progress lines), or None after an error message."""
-    from .._read.reader import read
+    """The exchanges at ``args.path`` (with progress lines), or None after an error message.
+
+    A directory is read with its sub-directories (a directory of trace directories); one
+    that holds no trace file at all is an error, as a missing path is: an empty result
+    with exit status 0 would hide a wrong path.
+    """
+    from .._read.reader import read, trace_files
 
     if not os.path.exists(args.path):
         print(f"error: {args.path}: no such trace file or directory", file=sys.stderr)
+        return None
+    if os.path.isdir(args.path) and not trace_files(args.path):
+        print(
+            f"error: {args.path}: no trace files (*.jsonl) in it or its sub-directories",
+            file=sys.stderr,
+        )
         return None
     progress = bool(args.progress or sys.stderr.isatty())
     return _counted(read(args.path), progress, verb)
@@ -209,7 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--title", help="page title (default: from PATH)")
     rep.add_argument("--progress", action="store_true", help="progress lines on stderr")
     st = sub.add_parser(
-        "stats", help="summarise a trace: outcomes, statuses, hosts, bytes, latency percentiles"
+        "stats",
+        help="summarise a trace: outcomes, statuses, hosts, bytes, latency percentiles, "
+        "LLM tokens per model and per host",
     )
     st.add_argument("path", metavar="PATH", help="a trace file, or a directory of them")
     st.add_argument("--json", action="store_true", help="print JSON")

@@ -96,7 +96,7 @@ def _pair(ex: Exchange, parse: bool = True) -> dict[str, Any]:
     rq = ex.request
     body: Any = None
     if rq.body:
-        text = rq.body.decode("utf-8", "replace")
+        text = (rq.decoded_body or rq.body).decode("utf-8", "replace")
         ok, parsed = _parse_json(text, parse)
         body = parsed if ok else text
     request = {

@@ -22,7 +22,8 @@ Mapping decisions (the spec: ahmadnassri/har-spec ``versions/1.2.md``):
   as text when its charset (UTF-8 if none is declared) decodes it, base64 otherwise.
 - An exchange with no response (refused, timed out, ...) gets status 0 and an empty content;
   what went wrong is in the custom ``_zltrace`` field every entry carries (id, logical id,
-  outcome, error, framing, and the arrival of body bytes as ``[offset, ms]`` pairs).
+  outcome and ``complete_by``, error, framing, and the arrival of body bytes as
+  ``[offset, ms]`` pairs).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def _entry(ex: Exchange) -> dict[str, Any]:
         "id": ex.id,
         "logical_id": ex.logical_id,
         "outcome": ex.outcome,
+        "complete_by": ex.complete_by,
         "error": None if ex.error is None else {"type": ex.error.type, "message": ex.error.message},
         "framing": None if rs is None else rs.framing,
         "chunks": [] if rs is None else [[offset, _ms(ns)] for offset, ns in rs.reads],
@@ -137,7 +139,9 @@ def _request(ex: Exchange) -> dict[str, Any]:
     }
     if body:
         mime = rq.header("content-type") or ""
-        text, encoding = _text(body, mime)
+        # As for responses, the content is shown decoded (a gzip upload as its JSON);
+        # bodySize stays what was sent.
+        text, encoding = _text(rq.decoded_body or body, mime)
         post: dict[str, Any] = {"mimeType": mime, "text": text}
         if encoding:
             # postData has no "encoding" field in HAR 1.2: a custom one says how to undo it.

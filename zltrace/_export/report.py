@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from .._read.eventstream import EventFrame, is_aws_event_stream
 from .._read.exchange import Exchange, Request, Response
 from .._read.llm import Block, is_event_stream, message_view, model_of, usage_of
 from .._read.sse import SSEEvent
@@ -170,7 +171,48 @@ def _sse(events: list[SSEEvent], limit: int) -> dict[str, Any]:
         data, cut = _clip(ev.data, budget)
         budget -= len(data.encode("utf-8", "surrogatepass")) + 1
         shown.append({"event": ev.event, "data": data, "truncated": cut, "id": ev.id})
-    return {"count": len(events), "events": shown}
+    return {"title": "SSE events", "count": len(events), "events": shown}
+
+
+def _frame_text(frame: EventFrame) -> str:
+    """A frame's payload as text; a Bedrock ``chunk``'s base64 ``bytes`` shown decoded."""
+    if frame.error is not None:
+        return f"(bad frame at byte {frame.offset}: {frame.error})"
+    text = frame.payload.decode("utf-8", "replace")
+    if frame.event_type == "chunk":
+        try:
+            inner = json.loads(frame.payload).get("bytes")
+            return base64.b64decode(inner, validate=True).decode("utf-8", "replace")
+        except (ValueError, TypeError, AttributeError, RecursionError):
+            return text
+    return text
+
+
+def _frames(frames: list[EventFrame], limit: int) -> dict[str, Any]:
+    """AWS event-stream frames for the page, shown as the SSE events are."""
+    shown: list[dict[str, Any]] = []
+    budget = limit
+    for frame in frames:
+        if budget <= 0:
+            break
+        data, cut = _clip(_frame_text(frame), budget)
+        budget -= len(data.encode("utf-8", "surrogatepass")) + 1
+        name = frame.event_type or frame.message_type or ("bad frame" if frame.error else "")
+        if frame.message_type in ("exception", "error"):
+            name = f"{frame.message_type}: {name}"
+        shown.append({"event": name, "data": data, "truncated": cut, "id": None})
+    return {"title": "Event-stream frames", "count": len(frames), "events": shown}
+
+
+def _request_body(rq: Request, limit: int) -> dict[str, Any] | None:
+    """The request body for the page, decoded when it was sent compressed."""
+    body = _body(rq.decoded_body, rq.header("content-type"), limit)
+    encoding = rq.header("content-encoding")
+    if body is not None and encoding and rq.body is not None:
+        body["raw_size"] = len(rq.body)
+        body["encoding"] = encoding if rq.decode_note is None else None
+        body["decode_note"] = rq.decode_note
+    return body
 
 
 # -- one exchange ----------------------------------------------------------------------------
@@ -196,9 +238,11 @@ def _entry(index: int, ex: Exchange, limit: int) -> tuple[dict[str, Any], dict[s
     """The (summary, detail) JSON objects of one exchange."""
     rq, rs, t = ex.request, ex.response, ex.timing
     is_sse = rs is not None and is_event_stream(rs.header("content-type"))
+    is_frames = rs is not None and is_aws_event_stream(rs.header("content-type"))
     # ex.usage() and ex.model() would each rebuild the message again: derive them from one.
     msg = ex.message()
-    usage, model = usage_of(msg), model_of(msg, rq.body)
+    usage = usage_of(msg, None if rs is None else rs.headers)
+    model = model_of(msg, rq.decoded_body, rq.url)
     host, path = _host_path(rq.url)
     ttfb = t.first_byte if t.first_byte is not None else t.headers_received
     summary = {
@@ -218,7 +262,8 @@ def _entry(index: int, ex: Exchange, limit: int) -> tuple[dict[str, Any], dict[s
         "tokens_cache_read": None if usage is None else usage.cache_read_tokens,
         "tokens_cache_write": None if usage is None else usage.cache_write_tokens,
         "model": model,
-        "sse": is_sse,
+        "sse": is_sse or is_frames,
+        "frames": is_frames,
     }
     response = None
     if rs is not None:
@@ -250,11 +295,17 @@ def _entry(index: int, ex: Exchange, limit: int) -> tuple[dict[str, Any], dict[s
             "url": rq.url,
             "http_version": rq.http_version,
             "headers": _headers(rq),
-            "body": _body(rq.body, rq.header("content-type"), limit),
+            "body": _request_body(rq, limit),
         },
         "response": response,
         "message": _message(msg, limit),
-        "sse": _sse(ex.sse_events(), limit) if is_sse else None,
+        "sse": (
+            _sse(ex.sse_events(), limit)
+            if is_sse
+            else _frames(ex.events(), limit)
+            if is_frames
+            else None
+        ),
     }
     return summary, detail
 

@@ -12,12 +12,16 @@ Rules:
   urllib3's ``_make_request`` (``error``); a new request on the same connection while it is
   still open (``abandoned``: the app released the connection unread); the tracer shutting
   down (``incomplete``). Events for an exchange that has ended are ignored.
+- A close (or a reuse of the connection) after the body's own end marker was read, and on a
+  chunk boundary, is ``complete`` too: the app had the whole answer (``endmark`` says why).
+  ``complete_by`` records which applied: ``framing`` or ``end_marker``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from .endmark import ends_with_marker
 from .events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
 from .finished import Buffer, Extent, Finished, Piece
 from .heads import HeadEncoder
@@ -235,7 +239,7 @@ class Assembler:
         elif kind == START:
             _, n, prev, logical, t, scheme, host, port, method, target = ev
             if prev in self._open:
-                self._end(self._open[prev], "abandoned", t, out)
+                self._stopped(self._open[prev], t, out)
             self._open[n] = _Open(n, logical, t, scheme, host, port, str(method), str(target))
         elif kind == HEAD:
             ex = self._open.get(ev[1])
@@ -248,7 +252,7 @@ class Assembler:
         elif kind == CLOSE:
             ex = self._open.get(ev[1])
             if ex is not None:
-                self._end(ex, "error" if ex.error else "abandoned", ev[2], out)
+                self._stopped(ex, ev[2], out)
         elif kind == ERROR:
             ex = self._open.get(ev[1])
             if ex is not None:
@@ -324,17 +328,31 @@ class Assembler:
             ex.error = {"type": "zltrace.IncompleteBody", "message": msg}
         self._end(ex, "error", t, out)
 
+    def _stopped(self, ex: _Open, t: int, out: list[Finished]) -> None:
+        """The app closed the response, or reused its connection, before the body's end."""
+        if ex.error:
+            self._end(ex, "error", t, out)
+        elif _at_end_marker(ex):
+            self._end(ex, "complete", t, out, by="end_marker")
+        else:
+            self._end(ex, "abandoned", t, out)
+
     def finish_all(self, t: int, out: list[Finished]) -> None:
         """End every open exchange as ``incomplete`` (the tracer is shutting down)."""
         for ex in list(self._open.values()):
             self._end(ex, "incomplete", t, out)
 
-    def _end(self, ex: _Open, outcome: str, t: int, out: list[Finished]) -> None:
+    def _end(
+        self, ex: _Open, outcome: str, t: int, out: list[Finished], by: str = "framing"
+    ) -> None:
         del self._open[ex.ex]
         if ex.dechunk is not None:
             ex.pieces = ex.dechunk.pieces
         self.bytes_held -= ex.held
-        out.append(self._finish(ex, outcome, t))
+        finished = self._finish(ex, outcome, t)
+        if outcome == "complete":
+            finished.complete_by = by
+        out.append(finished)
 
     def drop_bodies(self, target: int) -> int:
         """Last resort (budget full, side file unwritable): forget in-flight body bytes,
@@ -398,6 +416,17 @@ class Assembler:
             elif rest or parsed.has_body:
                 body = list(rest)
         return parsed.fragment, body, parsed.secrets
+
+
+def _at_end_marker(ex: _Open) -> bool:
+    """Whether what the app read of the body ends with its stream's own end marker."""
+    if ex.head is None:
+        return False
+    d = ex.dechunk
+    if d is not None and not (d.state in (d.SIZE, d.CRLF) and not d.line and not d.error):
+        return False  # stopped inside a chunk
+    pieces = d.pieces if d is not None else ex.pieces
+    return ends_with_marker(ex.head[4].get("content-type"), pieces)
 
 
 def _drop(buffers: list[Buffer]) -> int:

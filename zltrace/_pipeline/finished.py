@@ -46,3 +46,6 @@ class Finished:
     error: dict[str, str] | None
     #: Request sent, headers received, first byte, end: ns after the start (None: never).
     timing: tuple[int | None, int | None, int | None, int]
+    #: Why a ``complete`` exchange is complete: "framing" (its HTTP framing ended, or it
+    #: has no body) or "end_marker" (its stream's own end marker was read); else None.
+    complete_by: str | None = None

@@ -61,11 +61,12 @@ class LineEncoder:
             )
         error = "null" if f.error is None else _encode(f.error)
         sent, head, first, end = f.timing
+        by = "" if f.complete_by is None else f'"complete_by":"{f.complete_by}",'
         line = (
             f'{{"v":{FORMAT_VERSION},"id":"{f.id}","logical_id":"{f.logical}",'
             f'"started_at":"{_iso(f.wall_ns)}",'
             f'"request":{f.request_json},"body":{request_body}}},"response":{response},'
-            f'"outcome":"{f.outcome}","error":{error},"timing":{{"request_sent":{_n(sent)},'
+            f'"outcome":"{f.outcome}",{by}"error":{error},"timing":{{"request_sent":{_n(sent)},'
             f'"headers_received":{_n(head)},"first_byte":{_n(first)},"end":{end}}}}}\n'
         )
         # Lone surrogates (from surrogateescape'd names or odd exception messages) can only be

@@ -9,13 +9,14 @@ from typing import Any
 import attrs
 
 from .decode import DEFAULT_DECODE_LIMITS, DecodeLimits, decode_content
+from .eventstream import EventFrame, is_aws_event_stream, parse_event_stream
 from .llm import Usage, is_event_stream, message_from_body, model_of, usage_of
 from .sse import SSEEvent, parse_sse
 
 __all__ = ["ErrorInfo", "Exchange", "Request", "Response", "SkippedLine", "Timing"]
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class Request:
     """The request as it went on the wire (credential headers redacted)."""
 
@@ -23,11 +24,33 @@ class Request:
     url: str
     http_version: str
     headers: list[tuple[str, str]]
+    #: Exactly the bytes sent (after chunked de-framing), before content decoding.
     body: bytes | None
+    #: How far :attr:`decoded_body` may decode (:func:`zltrace.read` sets them).
+    decode_limits: DecodeLimits = attrs.field(
+        default=DEFAULT_DECODE_LIMITS, kw_only=True, eq=False, repr=False
+    )
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
         return _header(self.headers, name)
+
+    @cached_property
+    def _decoded(self) -> tuple[bytes | None, str | None]:
+        if self.body is None:
+            return None, None
+        return decode_content(self.body, self.header("content-encoding"), self.decode_limits)
+
+    @property
+    def decoded_body(self) -> bytes | None:
+        """The body with its Content-Encoding undone (a gzip-compressed upload, as
+        elasticsearch's ``http_compress`` sends), within the read limits; else as sent."""
+        return self._decoded[0]
+
+    @property
+    def decode_note(self) -> str | None:
+        """Why :attr:`decoded_body` is left as sent, when it is."""
+        return self._decoded[1]
 
 
 @attrs.frozen(slots=False)
@@ -103,13 +126,19 @@ class Exchange:
     started_at: datetime
     request: Request
     response: Response | None
-    #: "complete", "error", "abandoned" (the app stopped reading or closed early) or
+    #: "complete", "error", "abandoned" (the app stopped before the body was complete) or
     #: "incomplete" (still in flight when the tracer closed).
     outcome: str
     error: ErrorInfo | None
     timing: Timing
     #: (trace file, line number) the exchange was read from.
     source: tuple[str, int]
+    #: Why a "complete" exchange is complete: "framing" (Content-Length reached, the last
+    #: chunk read, the connection closed a close-delimited body, or no body) or
+    #: "end_marker" (the stream's own end marker -- ``data: [DONE]``, ``message_stop``, a
+    #: Bedrock stream's final frame -- was read, and the app closed before the HTTP end).
+    #: None for the other outcomes.
+    complete_by: str | None = None
 
     # Computed on each call (a frozen slots class has no cache): a report that wants the
     # message, its usage and its model parses the body three times, which is fine at read
@@ -122,12 +151,24 @@ class Exchange:
             return []
         return list(parse_sse(rs.body))
 
+    def events(self) -> list[EventFrame]:
+        """The frames of an AWS event-stream response body (Bedrock streams), else [].
+
+        Each frame's CRCs are checked; a bad one is yielded with ``error`` set, never raised.
+        """
+        rs = self.response
+        if rs is None or not is_aws_event_stream(rs.header("content-type")):
+            return []
+        return list(parse_event_stream(rs.body))
+
     def message(self) -> dict[str, Any] | None:
         """What an LLM API call returned, as its non-streaming form would have.
 
         A streamed Anthropic Messages, OpenAI Chat Completions or Responses body is rebuilt
-        into the message / ``chat.completion`` / response object; any other JSON object body
-        is parsed; anything else (or no response) gives None.
+        into the message / ``chat.completion`` / response object; a Bedrock event stream
+        (ConverseStream, InvokeModelWithResponseStream) into the Converse response or the
+        model provider's message; any other JSON object body is parsed; anything else (or
+        no response) gives None.
         """
         rs = self.response
         if rs is None:
@@ -135,12 +176,15 @@ class Exchange:
         return message_from_body(rs.header("content-type"), rs.body)
 
     def usage(self) -> Usage | None:
-        """The token counts reported in :meth:`message`, None if it has none."""
-        return usage_of(self.message())
+        """The token counts reported in :meth:`message` (else in Bedrock InvokeModel's
+        token-count response headers), None if there are none."""
+        rs = self.response
+        return usage_of(self.message(), None if rs is None else rs.headers)
 
     def model(self) -> str | None:
-        """The model that answered (from :meth:`message`), else the one the request named."""
-        return model_of(self.message(), self.request.body)
+        """The model that answered (from :meth:`message`), else the one the request named
+        (its JSON body's ``model``, or the ``/model/<id>/`` of a Bedrock Runtime URL)."""
+        return model_of(self.message(), self.request.decoded_body, self.request.url)
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:

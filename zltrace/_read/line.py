@@ -26,6 +26,7 @@ __all__ = ["build"]
 
 _INT64 = 1 << 63
 _OUTCOMES = ("complete", "error", "abandoned", "incomplete")
+_COMPLETE_BY = ("framing", "end_marker")
 _FRAMINGS = ("length", "chunked", "close", "none")
 _MISSING = object()
 
@@ -226,7 +227,7 @@ def _error(rec: dict[str, Any]) -> ErrorInfo | None:
     return ErrorInfo(_text(err, "type", "line.error"), _text(err, "message", "line.error"))
 
 
-def _request(rec: dict[str, Any], side: SideFiles) -> Request:
+def _request(rec: dict[str, Any], side: SideFiles, limits: DecodeLimits) -> Request:
     rq = _object(rec, "request", "line")
     where = "line.request"
     return Request(
@@ -235,6 +236,7 @@ def _request(rec: dict[str, Any], side: SideFiles) -> Request:
         http_version=_text(rq, "http_version", where),
         headers=_headers(rq, where),
         body=_body(rq, where, side),
+        decode_limits=limits,
     )
 
 
@@ -266,10 +268,18 @@ def build(
         id=_text(rec, "id", "line"),
         logical_id=_text(rec, "logical_id", "line"),
         started_at=started,
-        request=_request(rec, side),
+        request=_request(rec, side, limits),
         response=_response(rec, side, limits),
         outcome=_one_of(rec, "outcome", "line", _OUTCOMES),
         error=_error(rec),
         timing=_timing(rec, started),
         source=source,
+        complete_by=_complete_by(rec),
     )
+
+
+def _complete_by(rec: dict[str, Any]) -> str | None:
+    # Lines written before the field existed say nothing; a complete one was by framing then.
+    if "complete_by" in rec:
+        return _one_of(rec, "complete_by", "line", _COMPLETE_BY)
+    return "framing" if rec.get("outcome") == "complete" else None

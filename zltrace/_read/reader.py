@@ -49,14 +49,22 @@ _SKIP_CHUNK = 1 << 20
 
 
 def trace_files(path: PathLike) -> list[str]:
-    """The trace files at ``path``: a directory's ``*.jsonl`` by name, or the file itself --
-    after its dead-letter file (``<stem>.deadletter.jsonl``, written while the trace could not
-    be) when there is one."""
+    """The trace files at ``path``: a directory's ``*.jsonl``, its sub-directories' too
+    (a directory of trace directories), by path; or the file itself -- after its dead-letter
+    file (``<stem>.deadletter.jsonl``, written while the trace could not be) when there is
+    one."""
     p = os.fspath(path)
     if os.path.isdir(p):
         # A dead-letter file sorts before its trace (".d" < ".j"), as it is read below.
-        names = (os.path.join(p, n) for n in os.listdir(p) if n.endswith(TRACE_SUFFIX))
-        return sorted(n for n in names if os.path.isfile(n))
+        found: list[str] = []
+        for top, dirs, names in os.walk(p):
+            dirs.sort()
+            found.extend(
+                os.path.join(top, n)
+                for n in sorted(names)
+                if n.endswith(TRACE_SUFFIX) and os.path.isfile(os.path.join(top, n))
+            )
+        return found
     if p.endswith(TRACE_SUFFIX) and not p.endswith(DEAD_LETTER_SUFFIX):
         dead = dead_letter_path(p)
         if os.path.exists(dead):
@@ -73,7 +81,8 @@ def read(
     max_decode_ratio: int = DEFAULT_DECODE_LIMITS.max_ratio,
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[Exchange]:
-    """Iterate over the exchanges in a trace file, or in every trace file of a directory.
+    """Iterate over the exchanges in a trace file, or in every trace file of a directory
+    and its sub-directories.
 
     Nothing in a file makes it raise. Each unusable line (torn by a crash, not JSON, a
     future format version, a field of the wrong type or out of range, a body its side file

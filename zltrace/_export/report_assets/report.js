@@ -248,7 +248,7 @@
     add(tdUrl, d.createTextNode(r.path));
     var tdSt = add(tr, el("td", "zl-status"));
     add(tdSt, statusBadge(r));
-    if (r.sse) add(tdSt, el("span", "zl-sse", "SSE"));
+    if (r.sse) add(tdSt, el("span", "zl-sse", r.frames ? "event-stream" : "SSE"));
     add(tr, el("td", "num", fmtNs(r.duration)));
     add(tr, el("td", "num", fmtNs(r.ttfb)));
     add(tr, el("td", "num", fmtInt(tokensIn(r))));
@@ -332,13 +332,14 @@
     var kinds = { json: "JSON", text: "text", binary: "binary", empty: "" };
     return [kinds[body.kind], fmtBytes(body.size)].filter(Boolean).join(" \u00b7 ");
   }
-  function waterfall(parent, t) {
+  function waterfall(parent, t, answered) {
     if (!t.end) return;
     var wrapEl = add(parent, el("div", "zl-wf"));
     var bar = add(wrapEl, el("div", "zl-waterfall"));
     var legend = add(wrapEl, el("div", "zl-legend"));
     var marks = [[t.request_sent, "w-send", "sending"], [t.headers_received, "w-wait", "waiting for headers"],
-      [t.first_byte, "w-head", "waiting for the body"], [t.end, "w-body", "receiving the body"]];
+      [t.first_byte, "w-head", "waiting for the body"],
+      answered ? [t.end, "w-body", "receiving the body"] : [t.end, "w-wait", "no response"]];
     var prev = 0;
     marks.forEach(function (m) {
       if (m[0] === null || m[0] === undefined || m[0] < prev) return;
@@ -366,13 +367,15 @@
         "input " + fmtInt(r.tokens_in) + " \u00b7 cache read " + fmtInt(r.tokens_cache_read) + " \u00b7 cache write " + fmtInt(r.tokens_cache_write) + " \u00b7 output " + fmtInt(r.tokens_out)],
       ["Source", x.source]
     ]);
-    waterfall(box, t);
+    waterfall(box, t, !!x.response);
 
     var rq = x.request;
     var req = section(box, "Request", rq.method + " " + rq.http_version + " \u00b7 " + rq.headers.length + " headers" + (rq.body ? " \u00b7 " + bodyNote(rq.body) : ""));
     add(req, el("p", "zl-mono zl-reqline", rq.method + " " + rq.url));
     headersTable(req, rq.headers);
-    var rqb = section(box, "Request body", bodyNote(rq.body));
+    var rqb = section(box, "Request body", [bodyNote(rq.body),
+      rq.body && rq.body.encoding ? "decoded from " + rq.body.encoding + " (" + fmtBytes(rq.body.raw_size) + " sent)" : "",
+      rq.body && rq.body.decode_note].filter(Boolean).join(" \u00b7 "));
     bodyView(rqb, rq.body, "the request body");
 
     if (x.message) {
@@ -394,7 +397,7 @@
       var resp = section(box, "Response", rs.status + " " + rs.reason + " \u00b7 " + rs.http_version + " \u00b7 " + rs.headers.length + " headers");
       headersTable(resp, rs.headers);
       if (x.sse) {
-        var evs = section(box, "SSE events", fmtInt(x.sse.count) + (x.sse.count === 1 ? " event" : " events"));
+        var evs = section(box, x.sse.title || "SSE events", fmtInt(x.sse.count) + (x.sse.count === 1 ? " event" : " events"));
         var et = add(evs, el("table", "zl-events"));
         var eh = add(et, el("tr"));
         ["#", "event", "data", "id"].forEach(function (h) { add(eh, el("th", null, h)); });

@@ -14,11 +14,12 @@ so anything malformed gives None or the best that could be built.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
+from ..eventstream import is_aws_event_stream, parse_event_stream
 from ..sse import SSEEvent, parse_sse
-from . import anthropic, openai
+from . import anthropic, bedrock, openai
 from .usage import Usage
 from .values import Json, json_object
 from .view import Block, MessageView
@@ -51,6 +52,8 @@ def message_from_body(content_type: str | None, body: bytes) -> Json | None:
     try:
         if is_event_stream(content_type):
             return rebuild_stream(parse_sse(body))
+        if is_aws_event_stream(content_type):
+            return bedrock.rebuild_event_stream(parse_event_stream(body))
         return json_object(body)
     except Exception:  # a report must not die on one odd body (e.g. RecursionError)
         return None
@@ -91,10 +94,25 @@ def rebuild_stream(events: Iterable[SSEEvent]) -> Json | None:
     return None
 
 
-def usage_of(message: Json | None) -> Usage | None:
-    """The token counts in a message (any of the known APIs), None if it has none."""
-    if message is None:
-        return None
+def usage_of(
+    message: Json | None, headers: Sequence[tuple[str, str]] | None = None
+) -> Usage | None:
+    """The token counts in a message (any of the known APIs), None if it has none.
+
+    ``headers`` (the response's) are the fallback: Bedrock's InvokeModel answers with
+    ``X-Amzn-Bedrock-Input-Token-Count`` / ``-Output-Token-Count`` for every model provider,
+    whatever shape the provider's body has.
+    """
+    found = _usage_in(message) if message is not None else None
+    if found is None and headers:
+        found = bedrock.usage_from_headers(headers)
+    return found
+
+
+def _usage_in(message: Json) -> Usage | None:
+    found = bedrock.usage(message)
+    if found is not None:
+        return found
     fields = message.get("usage")
     if not isinstance(fields, dict):
         return None
@@ -102,8 +120,11 @@ def usage_of(message: Json | None) -> Usage | None:
     return found if found is not None else anthropic.usage(fields)
 
 
-def model_of(message: Json | None, request_body: bytes | None) -> str | None:
-    """The model that answered (from the message), else the one the request asked for."""
+def model_of(
+    message: Json | None, request_body: bytes | None, url: str | None = None
+) -> str | None:
+    """The model that answered (from the message), else the one the request asked for
+    (in its JSON body, or in a Bedrock Runtime URL path)."""
     if message is not None:
         model = message.get("model")
         if isinstance(model, str) and model:
@@ -114,7 +135,7 @@ def model_of(message: Json | None, request_body: bytes | None) -> str | None:
             model = request.get("model")
             if isinstance(model, str) and model:
                 return model
-    return None
+    return bedrock.model_from_url(url) if url else None
 
 
 def message_view(message: Any) -> MessageView | None:
@@ -124,6 +145,8 @@ def message_view(message: Any) -> MessageView | None:
     view = anthropic.view(message)
     if view is None:
         view = openai.view(message)
+    if view is None:
+        view = bedrock.view(message)
     if view is None:
         return None
     if message.get("error") is not None:  # an error event cut the stream short
