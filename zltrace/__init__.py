@@ -26,7 +26,9 @@ from ._version import __version__
 from .config import DEFAULT_REDACT_HEADERS, DEFAULT_REDACT_QUERY, Config
 from .exceptions import (
     ConfigError,
+    InvalidArgumentError,
     NotCallableError,
+    ParserClosedError,
     UnsupportedTargetError,
     ZltraceError,
     ZltraceWarning,
@@ -38,11 +40,13 @@ __all__ = [
     "Alert",
     "Config",
     "ConfigError",
+    "InvalidArgumentError",
     "ErrorInfo",
     "EventFrame",
     "Exchange",
     "JsonFormatter",
     "NotCallableError",
+    "ParserClosedError",
     "Opener",
     "Request",
     "Response",
