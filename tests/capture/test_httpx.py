@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.server import ScriptedServer, response, send, reset, wait_for
+from support.server import ScriptedServer, reset, response, send, wait_for
 from support.trace import records
 
 import zltrace
@@ -93,14 +93,13 @@ def test_stream_chunks_reach_app_as_they_arrive(hx: Any, tracer: zltrace.Tracer)
         wait_for(gate),
         send(b"6\r\nsecond\r\n0\r\n\r\n"),
     ]
-    with ScriptedServer([steps]) as srv:
-        with hx.Client() as client:
-            wrap_target(client, tracer)
-            with client.stream("GET", srv.url) as r:
-                chunks = r.iter_raw()
-                assert next(chunks) == b"first"  # would hang here if the tap buffered
-                gate.set()
-                rest = b"".join(chunks)
+    with ScriptedServer([steps]) as srv, hx.Client() as client:
+        wrap_target(client, tracer)
+        with client.stream("GET", srv.url) as r:
+            chunks = r.iter_raw()
+            assert next(chunks) == b"first"  # would hang here if the tap buffered
+            gate.set()
+            rest = b"".join(chunks)
     assert rest == b"second"
     [ex] = records(tracer)
     assert ex.outcome == "complete"
@@ -176,10 +175,10 @@ def test_async_stream_and_plain(hx: Any, tracer: zltrace.Tracer) -> None:
 
 def test_credentials_are_redacted(hx: Any, tracer: zltrace.Tracer) -> None:
     """Authorization, x-api-key and a key in the query never reach the trace in clear."""
-    with ScriptedServer([response(200, b"{}", [("Set-Cookie", "s=hunter2")])]) as srv:
-        with hx.Client(headers={"x-api-key": "sk-secret-1"}) as client:
-            wrap_target(client, tracer)
-            client.get(f"{srv.url}/?api_key=sk-secret-2", headers={"Authorization": "Bearer x1"})
+    steps = response(200, b"{}", [("Set-Cookie", "s=hunter2")])
+    with ScriptedServer([steps]) as srv, hx.Client(headers={"x-api-key": "sk-secret-1"}) as client:
+        wrap_target(client, tracer)
+        client.get(f"{srv.url}/?api_key=sk-secret-2", headers={"Authorization": "Bearer x1"})
     [ex] = records(tracer)
     text = Path(tracer.path).read_text()
     assert ex.request.header("authorization") != "Bearer x1"
@@ -197,10 +196,10 @@ class _Broken:
 def test_capture_failure_never_reaches_app(hx: Any) -> None:
     """A failing sink is counted; the app gets its response untouched."""
     before = sum(capture_failures().values())
-    with ScriptedServer([response(200, BODY, framing="chunked", chunk_sizes=[10])]) as srv:
-        with hx.Client() as client:
-            wrap_target(client, _Broken())
-            assert client.get(srv.url).content == BODY
+    steps = response(200, BODY, framing="chunked", chunk_sizes=[10])
+    with ScriptedServer([steps]) as srv, hx.Client() as client:
+        wrap_target(client, _Broken())
+        assert client.get(srv.url).content == BODY
     assert sum(capture_failures().values()) > before
 
 
@@ -217,10 +216,13 @@ def test_custom_transport_is_refused(hx: Any) -> None:
         wrap_target(client, _Broken())
 
 
-@pytest.mark.parametrize(("name", "core", "install"), [
-    ("httpx", "httpcore", install_httpcore),
-    ("httpx2", "httpcore2", install_httpcore2),
-])
+@pytest.mark.parametrize(
+    ("name", "core", "install"),
+    [
+        ("httpx", "httpcore", install_httpcore),
+        ("httpx2", "httpcore2", install_httpcore2),
+    ],
+)
 def test_installer_traces_every_client_and_undoes_exactly(
     name: str, core: str, install: Any, tracer: zltrace.Tracer
 ) -> None:

@@ -54,6 +54,7 @@ class ResponseHead:
         self.chunked = chunked  # the body is chunk-framed
         self._method = method
 
+
 #: Exchange numbers, unique in the process (``next()`` on it is atomic under the GIL).
 exchange_ids = itertools.count(1)
 
