@@ -70,19 +70,6 @@ class _TapBase:
         if self.ex:
             self._put((ERROR, self.ex, exc, perf_counter_ns()), "httpcore.error")
 
-    def _read_done(self, data: bytes) -> None:
-        try:
-            sink = self._owner.sink
-            if sink is None:
-                return
-            t = perf_counter_ns()
-            if data:
-                sink._put((DATA, self.ex, data, t))
-            else:
-                sink._put((EOF, self.ex, t))
-        except Exception as e:
-            capture_failed("httpcore.read", e)
-
     def _wrote(self, buffer: Any) -> None:
         try:
             sink = self._owner.sink
@@ -140,7 +127,16 @@ class Tap(_TapBase):
             self.error(exc)
             raise
         if self.body:
-            self._read_done(data)
+            # Written out, not a helper call: this runs for every read of a body.
+            try:
+                sink = self._owner.sink
+                if sink is not None:
+                    if data:
+                        sink._put((DATA, self.ex, data, perf_counter_ns()))
+                    else:
+                        sink._put((EOF, self.ex, perf_counter_ns()))
+            except Exception as e:
+                capture_failed("httpcore.read", e)
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -168,7 +164,16 @@ class AsyncTap(_TapBase):
             self.error(exc)
             raise
         if self.body:
-            self._read_done(data)
+            # Written out, not a helper call: this runs for every read of a body.
+            try:
+                sink = self._owner.sink
+                if sink is not None:
+                    if data:
+                        sink._put((DATA, self.ex, data, perf_counter_ns()))
+                    else:
+                        sink._put((EOF, self.ex, perf_counter_ns()))
+            except Exception as e:
+                capture_failed("httpcore.read", e)
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
