@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.server import ScriptedServer, reset, response, send, wait_for
-from support.trace import records
+from support.server import ScriptedServer, close, reset, response, send, wait_for
+from support.trace import flushed, records
 
 import zltrace
-from zltrace._capture.hc_patch import install_httpcore, install_httpcore2, library
+from zltrace._capture import hc_patch
+from zltrace._capture.hc_patch import install_httpcore, install_httpcore2
 from zltrace._capture.httpx_wrap import wrap_target
 from zltrace._pipeline.events import capture_failures
 
@@ -216,30 +219,105 @@ def test_custom_transport_is_refused(hx: Any) -> None:
         wrap_target(client, _Broken())
 
 
-@pytest.mark.parametrize(
-    ("name", "core", "install"),
-    [
-        ("httpx", "httpcore", install_httpcore),
-        ("httpx2", "httpcore2", install_httpcore2),
-    ],
-)
+_INSTALL_SCRIPT = """
+import importlib, sys
+sys.path.insert(0, {tests!r})
+from support.server import ScriptedServer, response
+import zltrace
+from zltrace._capture import hc_patch
+hx = importlib.import_module({name!r})
+core = {core!r}
+classes = [importlib.import_module(core + "._sync.http11").HTTP11Connection,
+           importlib.import_module(core + "._async.http11").AsyncHTTP11Connection]
+before = [dict(c.__dict__) for c in classes]
+tracer = zltrace.Tracer(zltrace.Config(dir={dir!r}, flush_ms=10))
+with ScriptedServer([response(200, b"one"), response(200, b"two")]) as srv:
+    undo = getattr(hc_patch, "install_" + core)(tracer)
+    assert [dict(c.__dict__) for c in classes] != before
+    with hx.Client() as client:
+        assert client.get(srv.url).content == b"one"
+    undo()
+    assert [dict(c.__dict__) for c in classes] == before, "undo did not restore the classes"
+    with hx.Client() as client:
+        assert client.get(srv.url).content == b"two"
+assert tracer.close(timeout=10)
+print([ex.response.raw_body for ex in zltrace.read(tracer.path)])
+"""
+
+
+@pytest.mark.parametrize(("name", "core"), [("httpx", "httpcore"), ("httpx2", "httpcore2")])
 def test_installer_traces_every_client_and_undoes_exactly(
-    name: str, core: str, install: Any, tracer: zltrace.Tracer
+    name: str, core: str, trace_dir: Path
 ) -> None:
-    """install: any new client is traced; undo: the classes are as before, nothing recorded."""
-    hx = _lib(name)
-    mod = importlib.import_module(f"{core}._sync.http11")
-    cls = mod.HTTP11Connection
-    patched_already = library(core).wrapped  # another test wrapped a client: hooks stay
-    before = dict(cls.__dict__)
+    """install: a client made anywhere is traced; undo: the classes are exactly as before and
+    nothing more is recorded (in a fresh interpreter, where no client was wrapped)."""
+    _lib(name)
+    tests = str(Path(__file__).parent.parent)
+    script = _INSTALL_SCRIPT.format(tests=tests, name=name, core=core, dir=str(trace_dir))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[b'one']"
+
+
+def test_installer_undo_quiets_its_taps(hx: Any, tracer: zltrace.Tracer) -> None:
+    """A connection opened under an install and reused after its undo records nothing more."""
+    install = install_httpcore if hx.__name__ == "httpx" else install_httpcore2
     with ScriptedServer([response(200, b"one"), response(200, b"two")]) as srv:
-        undo = install(tracer)
         with hx.Client() as client:
+            undo = install(tracer)
             assert client.get(srv.url).content == b"one"
-        undo()
-        with hx.Client() as client:
+            undo()
             assert client.get(srv.url).content == b"two"
-    if not patched_already:
-        assert dict(cls.__dict__) == before
+        assert srv.connections == 1
     [ex] = records(tracer)
     assert ex.response.raw_body == b"one"  # type: ignore[union-attr]
+
+
+def test_http2_exchange_warns_and_is_counted(
+    hx: Any, tracer: zltrace.Tracer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HTTP/2 exchange is not recorded: a ZltraceWarning once, a count in capture_failures."""
+    pytest.importorskip("h2", reason="HTTP/2 in httpx needs the h2 package")
+    monkeypatch.setattr(hc_patch, "_warned", False)
+    before = capture_failures().get("httpcore.http2", 0)
+    # Prior-knowledge HTTP/2 on plain http; the server hangs up on the connection preface.
+    with ScriptedServer([[close()]]) as srv, hx.Client(http1=False, http2=True) as client:
+        wrap_target(client, tracer)
+        warns = pytest.warns(zltrace.ZltraceWarning, match="HTTP/2")
+        with warns, pytest.raises(hx.HTTPError):
+            client.get(srv.url)
+    assert capture_failures().get("httpcore.http2", 0) == before + 1
+    assert flushed(tracer) == []
+
+
+def test_async_abandoned_and_forward_proxy(hx: Any, tracer: zltrace.Tracer) -> None:
+    """Async: a stream left after one chunk is abandoned; a forward proxy sees the full URL."""
+    gate = threading.Event()
+    replies = [
+        [send(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n" + b"a" * 5), wait_for(gate)],
+        response(200, b"via proxy"),
+    ]
+
+    async def run(srv: ScriptedServer) -> bytes:
+        async with hx.AsyncClient() as client:
+            wrap_target(client, tracer)
+            async with client.stream("GET", srv.url) as r:
+                async for chunk in r.aiter_raw():
+                    assert chunk == b"a" * 5
+                    break
+        gate.set()
+        async with hx.AsyncClient(proxy=srv.url) as proxied:
+            wrap_target(proxied, tracer)
+            return (await proxied.get("http://example.invalid/p?x=1")).content
+
+    with ScriptedServer(replies) as srv:
+        assert asyncio.run(run(srv)) == b"via proxy"
+        target = srv.requests[-1].target
+    first, second = records(tracer)
+    assert first.outcome == "abandoned"
+    assert first.response.raw_body == b"a" * 5  # type: ignore[union-attr]
+    assert target == "http://example.invalid/p?x=1"
+    assert second.request.url == target
+    assert second.response.raw_body == b"via proxy"  # type: ignore[union-attr]

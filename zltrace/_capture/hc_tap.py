@@ -107,6 +107,10 @@ class _TapBase:
                 method.decode("latin-1"),
             )
             sink._put((HEAD, self.ex, t, resp, None if chunked else length))
+            if status < 200:
+                # 101 Switching Protocols: what follows is another protocol, not a body.
+                self.ex = 0
+                return
             early = h11_state.trailing_data[0]
             if early:
                 sink._put((DATA, self.ex, bytes(early), t))
