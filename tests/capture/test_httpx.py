@@ -13,12 +13,24 @@ import asyncio
 import importlib
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.server import ScriptedServer, close, reset, response, send, wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.server import (
+    ScriptedServer,
+    chunk_frame,
+    close,
+    pause,
+    reset,
+    response,
+    send,
+    wait_for,
+)
 from support.trace import flushed, records
 
 import zltrace
@@ -321,3 +333,45 @@ def test_async_abandoned_and_forward_proxy(hx: Any, tracer: zltrace.Tracer) -> N
     assert target == "http://example.invalid/p?x=1"
     assert second.request.url == target
     assert second.response.raw_body == b"via proxy"  # type: ignore[union-attr]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.binary(min_size=0, max_size=3000),
+    chunked=st.booleans(),
+    sizes=st.lists(st.integers(min_value=1, max_value=600), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=1, max_value=300), min_size=0, max_size=6),
+)
+def test_any_split_of_the_wire_is_recorded_byte_exact(
+    body: bytes, chunked: bool, sizes: list[int], cuts: list[int]
+) -> None:
+    """Head and body split anywhere across reads (inside the head too): the body is exact."""
+    hx = _lib("httpx")
+    if chunked:
+        pieces, rest = [], body
+        for n in sizes:
+            if rest:
+                pieces.append(rest[:n])
+                rest = rest[n:]
+        if rest:
+            pieces.append(rest)
+        payload = b"".join(chunk_frame(p) for p in pieces) + chunk_frame(b"")
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    else:
+        payload = body
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    wire, steps, at = head + payload, [], 0
+    for n in cuts:
+        if at < len(wire):
+            steps += [send(wire[at : at + n]), pause(0.001)]
+            at += n
+    steps.append(send(wire[at:]))
+    with tempfile.TemporaryDirectory() as d:
+        tracer = zltrace.Tracer(zltrace.Config(dir=d, flush_ms=10))
+        with ScriptedServer([steps]) as srv, hx.Client() as client:
+            wrap_target(client, tracer)
+            got = client.get(srv.url).content
+        [ex] = records(tracer)
+    assert got == body
+    assert ex.outcome == "complete"
+    assert ex.response.raw_body == body  # type: ignore[union-attr]
