@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _lifecycle
+from ._capture import httpx_wrap
 from ._capture.pool import wrap_target
 from ._capture.probe import probe_hooks
 from ._monitor.alerts import Alert
@@ -147,9 +148,13 @@ class Tracer:
         return self._writer.path
 
     def wrap(self, target: Any) -> Any:
-        """Trace a pool (returns a traced copy), a PoolManager or a requests.Session (in place)."""
+        """Trace a pool (returns a traced copy), a PoolManager, a requests.Session, an
+        httpx/httpx2 client or an anthropic/openai client (in place)."""
         if not self.config.enabled:
             return target
+        traced = httpx_wrap.wrap_target(target, self)
+        if traced is not None:
+            return traced
         return wrap_target(target, self)
 
     def flush(self, timeout: float | None = None) -> bool:

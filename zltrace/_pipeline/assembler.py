@@ -426,7 +426,20 @@ def _at_end_marker(ex: _Open) -> bool:
     if d is not None and not (d.state in (d.SIZE, d.CRLF) and not d.line and not d.error):
         return False  # stopped inside a chunk
     pieces = d.pieces if d is not None else ex.pieces
-    return ends_with_marker(ex.head[4].get("content-type"), pieces)
+    return ends_with_marker(_content_type(ex.head[4]), pieces)
+
+
+def _content_type(msg: Any) -> str | None:
+    """The Content-Type of a head: an ``http.client`` message, or a ``ResponseHead``'s list
+    of ``(name, value)`` pairs (bytes or str)."""
+    if not isinstance(msg, list):
+        value = msg.get("content-type")
+        return value if isinstance(value, str) else None
+    for name, value in msg:
+        n = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+        if n.lower() == "content-type":
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return None
 
 
 def _drop(buffers: list[Buffer]) -> int:

@@ -8,7 +8,8 @@ everything the caller thread does per event is one tuple and one ``SimpleQueue.p
     (START, ex, prev, logical, t, scheme, host, port, method, target)   _make_request: an attempt
     (SEND,  ex, data, t)        bytes handed to the socket (request line, headers, body framing)
     (HEAD,  ex, t, response, length)   the response head was parsed (``response`` is the
-                                http.client response; ``length`` as it was then)
+                                http.client response, or a :class:`ResponseHead` from a
+                                front-end without one; ``length`` as it was then)
     (DATA,  ex, data, t)        bytes read from the response's socket file (with chunk framing)
     (EOF,   ex, t)              the socket file reported end of stream
     (CLOSE, ex, t)              the response's socket file was closed (or garbage-collected)
@@ -24,6 +25,35 @@ from typing import NamedTuple
 from .._util import ForkSafeLock
 
 START, SEND, HEAD, DATA, EOF, CLOSE, ERROR = range(7)
+
+
+class ResponseHead:
+    """A response head parsed by a front-end that has no ``http.client`` response.
+
+    It carries the attributes the worker reads from an ``http.client`` response, under the
+    same names: ``msg`` is the header list as received, ``(name, value)`` pairs of ``bytes``
+    or ``str``, decoded on the worker. Built once per response on the caller thread, never
+    changed after.
+    """
+
+    __slots__ = ("_method", "chunked", "msg", "reason", "status", "version")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        version: int,
+        msg: list[tuple[bytes, bytes]],
+        chunked: bool,
+        method: str,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.version = version  # 11 or 10, as http.client has it
+        self.msg = msg
+        self.chunked = chunked  # the body is chunk-framed
+        self._method = method
+
 
 #: Exchange numbers, unique in the process (``next()`` on it is atomic under the GIL).
 exchange_ids = itertools.count(1)

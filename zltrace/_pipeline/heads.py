@@ -153,4 +153,10 @@ _HEADER_ERROR = re.compile(r"(Invalid header (?:value|name)) .*", re.DOTALL)
 def _message_pairs(msg: Any) -> Iterable[tuple[str, str]]:
     if isinstance(msg, email.message.Message):
         return [(str(k), str(v)) for k, v in msg.raw_items()]
+    if isinstance(msg, list):  # a front-end's header list (events.ResponseHead)
+        return [(_text(k), _text(v)) for k, v in msg]
     return []
+
+
+def _text(value: Any) -> str:
+    return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)

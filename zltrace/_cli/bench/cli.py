@@ -16,6 +16,7 @@ from typing import Any, Callable, TextIO
 import urllib3
 
 from ..._version import __version__
+from .httpx_part import part_httpx
 from .latency import part_latency
 from .memory import part_memory
 from .modes import part_modes
@@ -161,6 +162,7 @@ _PART_FUNCTIONS: dict[str, Callable[[Run], None]] = {
     "throughput": part_throughput,
     "memory": part_memory,
     "modes": part_modes,
+    "httpx": part_httpx,
 }
 
 

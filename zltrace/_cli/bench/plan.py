@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-PARTS = ("latency", "throughput", "memory", "modes")
+PARTS = ("latency", "throughput", "memory", "modes", "httpx")
 
 JSON_1K = "/json?size=1024"
 BYTES_256K = "/bytes?size=262144"
