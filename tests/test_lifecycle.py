@@ -180,8 +180,10 @@ def test_worker_thread_is_a_daemon_and_named(tracer: zltrace.Tracer) -> None:
     """The worker is a daemon thread, so it never keeps the host process alive."""
     import threading
 
-    workers = [t for t in threading.enumerate() if t.name.startswith("zltrace-worker")]
-    assert workers and all(t.daemon for t in workers)
+    # This tracer's worker only: tracers of other tests may still be running.
+    name = "zltrace-worker-" + Path(tracer.path).name.removesuffix(".jsonl")
+    workers = [t for t in threading.enumerate() if t.name == name]
+    assert len(workers) == 1 and workers[0].daemon
     tracer.close(timeout=5)
     deadline = time.monotonic() + 5
     while any(t.is_alive() for t in workers) and time.monotonic() < deadline:

@@ -29,6 +29,7 @@ def server() -> Iterator[ScriptedServer]:
     """A loopback server answering every request with BODY."""
     with ScriptedServer([response(200, BODY)]) as srv:
         yield srv
+    assert not srv.errors, srv.errors
 
 
 def settle(t: zltrace.Tracer, done: Any) -> dict[str, Any]:
