@@ -87,7 +87,9 @@ class TracedConnectionMixin:
         # http.client builds its response with ``self.response_class(sock, method=...)`` and
         # calls begin() right away, on this thread: hand the exchange over through a
         # thread-local rather than a closure per response.
-        own = self.__dict__.get("_zl_response_class")
+        d = self.__dict__
+        # Written through the setter, or into the instance before this connection was traced.
+        own = d.get("_zl_response_class") or d.get("response_class")
         if own is None:
             own = super().response_class  # type: ignore[misc]
         sink = self._zl_sink

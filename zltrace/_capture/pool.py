@@ -18,13 +18,11 @@ import threading
 from time import perf_counter_ns
 from typing import Any
 
-from urllib3 import PoolManager
 from urllib3.connectionpool import HTTPConnectionPool
 
 from .._pipeline.events import ERROR, START, capture_failed, exchange_ids
 from .._util import ForkSafeLock
-from ..exceptions import UnsupportedTargetError
-from .connection import TracedConnectionMixin, adopt, same_names
+from .connection import adopt, same_names
 from .tee import Sink
 
 
@@ -95,9 +93,7 @@ def start_exchange(pool: Any, tracer: Sink, conn: Any, method: str, url: str, re
         conn._zl_ex = ex
         conn._zl_sink = tracer
         start = perf_counter_ns()
-        tracer._put(
-            (START, ex, prev, group, start, pool.scheme, pool.host, pool.port, method, url)
-        )
+        tracer._put((START, ex, prev, group, start, pool.scheme, pool.host, pool.port, method, url))
     except Exception as e:
         capture_failed("pool.make_request", e)
 
@@ -114,7 +110,6 @@ class TracedPoolMixin:
         if tracer is None:
             return
         start_exchange(self, tracer, conn, method, url, retries)
-
 
     def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         self._zl_start(conn, method, url, kwargs.get("retries"))
@@ -356,28 +351,39 @@ def _is_requests_session(target: Any) -> bool:
     )
 
 
+_session_classes: dict[type[Any], type[Any]] = {}
+
+
+class TracedSessionMixin:
+    """Mixed in front of a requests ``Session``: adapters mounted later are traced too."""
+
+    _zl_tracer: Sink | None = None
+
+    def mount(self, prefix: str, adapter: Any) -> None:
+        if self._zl_tracer is not None:
+            _wrap_adapter(adapter, self._zl_tracer)
+        super().mount(prefix, adapter)  # type: ignore[misc]
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # As for the adapter: a pickled session comes back untraced.
+        base = _untraced_base(type(self), TracedSessionMixin)
+        return (_rebuild_adapter, (base, self.__getstate__()))  # type: ignore[attr-defined]
+
+
+def _wrap_adapter(adapter: Any, tracer: Sink) -> None:
+    manager = getattr(adapter, "poolmanager", None)
+    if manager is None:
+        return
+    adapter.__class__ = _subclass(_adapter_classes, TracedAdapterMixin, type(adapter), {})
+    adapter._zl_tracer = tracer
+    _wrap_manager(manager, tracer)
+    for proxy_manager in getattr(adapter, "proxy_manager", {}).values():
+        _wrap_manager(proxy_manager, tracer)
+
+
 def _wrap_session(session: Any, tracer: Sink) -> Any:
     for adapter in session.adapters.values():
-        manager = getattr(adapter, "poolmanager", None)
-        if manager is None:
-            continue
-        adapter.__class__ = _subclass(_adapter_classes, TracedAdapterMixin, type(adapter), {})
-        adapter._zl_tracer = tracer
-        _wrap_manager(manager, tracer)
-        for proxy_manager in getattr(adapter, "proxy_manager", {}).values():
-            _wrap_manager(proxy_manager, tracer)
+        _wrap_adapter(adapter, tracer)
+    session.__class__ = _subclass(_session_classes, TracedSessionMixin, type(session), {})
+    session._zl_tracer = tracer
     return session
-
-
-def wrap_target(target: Any, tracer: Sink) -> Any:
-    """Trace ``target`` with ``tracer``; see the module docstring for what is returned."""
-    if isinstance(target, HTTPConnectionPool):
-        return _wrap_pool(target, tracer)
-    if isinstance(target, PoolManager):
-        return _wrap_manager(target, tracer)
-    if _is_requests_session(target):
-        return _wrap_session(target, tracer)
-    raise UnsupportedTargetError(
-        "zltrace.wrap() takes a urllib3 HTTPConnectionPool/HTTPSConnectionPool, a PoolManager "
-        f"(or ProxyManager) or a requests.Session, got {target!r}"
-    )
