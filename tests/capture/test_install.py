@@ -21,6 +21,9 @@ from zltrace._capture.connection import TracedConnectionMixin, adopt
 
 requests = pytest.importorskip("requests", reason="requests is in the test extra")
 
+# boto3 announces the end of its support for old Pythons with a warning of its own.
+pytestmark = pytest.mark.filterwarnings("ignore:Boto3 will no longer support Python")
+
 
 @pytest.fixture(autouse=True)
 def _uninstalled() -> Any:
@@ -136,7 +139,8 @@ def test_reprs_and_errors_show_urllib3_names(tracer: zltrace.Tracer) -> None:
     with pytest.raises(urllib3.exceptions.MaxRetryError) as info:
         pool.request("GET", "/")
     assert "Traced" not in str(info.value) and "HTTPConnectionPool(host=" in str(info.value)
-    assert "HTTPConnection(host=" in str(info.value)
+    text = str(info.value)  # urllib3 2.x gives the connection a repr; 1.26 does not
+    assert "HTTPConnection(host=" in text or "urllib3.connection.HTTPConnection object" in text
 
 
 def test_stand_in_connection_is_counted_not_failed(tracer: zltrace.Tracer) -> None:
