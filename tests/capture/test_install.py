@@ -193,3 +193,15 @@ def test_reset_defaults_uninstalls() -> None:
     assert _install.installed() is not None
     zltrace.reset_defaults()
     assert _install.installed() is None
+
+
+def test_http2_exchange_is_warned_and_counted(tracer: zltrace.Tracer) -> None:
+    """urllib3's HTTP/2 connection is not recorded: warned once, counted in stats()."""
+    h2conn = pytest.importorskip("urllib3.http2.connection", reason="needs urllib3 2.x + h2")
+    conn = h2conn.HTTP2Connection("127.0.0.1", 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert adopt(conn) is False
+    assert type(conn) is h2conn.HTTP2Connection
+    assert any("HTTP/2" in str(w.message) for w in caught)
+    assert tracer.stats()["unrecorded_exchanges"]["HTTP/2"] >= 1
