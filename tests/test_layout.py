@@ -41,6 +41,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "_cli": ("_read", "_export", "_cli", ""),
     "": ("_capture", "_pipeline", "_monitor", "_read", "_export", *ROOT),
     "__main__": ("_cli",),
+    "_bootstrap": (),  # a sitecustomize, imported by name by site: nothing of ours
 }
 
 

@@ -20,7 +20,7 @@ from ._read.eventstream import EventFrame, parse_event_stream
 from ._read.llm import Usage, total_usage
 from ._read.reader import ErrorInfo, Exchange, Request, Response, SkippedLine, Timing, read
 from ._read.sse import SSEEvent, SSEParser, parse_sse
-from ._state import default_tracer, reset_defaults
+from ._state import default_tracer, install, reset_defaults, uninstall
 from ._tracer import Tracer
 from ._version import __version__
 from .config import DEFAULT_REDACT_HEADERS, DEFAULT_REDACT_QUERY, Config
@@ -63,12 +63,14 @@ __all__ = [
     "default_tracer",
     "export_claude_trace",
     "export_har",
+    "install",
     "parse_event_stream",
     "parse_sse",
     "read",
     "reset_defaults",
     "summarize",
     "total_usage",
+    "uninstall",
     "wrap",
     "write_report",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+from ._capture import install as _install
 from ._tracer import Tracer
 
 _lock = threading.Lock()
@@ -26,9 +27,26 @@ def default_tracer() -> Tracer:
     return tracer
 
 
+def install(tracer: Tracer | None = None) -> Tracer:
+    """Trace every urllib3 exchange in the process from now on (requests, botocore/boto3,
+    elasticsearch, kubernetes and registered front-ends included); returns the tracer.
+
+    Idempotent and thread-safe; without ``tracer``, the default tracer records.
+    """
+    t = tracer if tracer is not None else default_tracer()
+    _install.install(t)
+    return t
+
+
+def uninstall() -> None:
+    """Undo :func:`install`: every pool, those made while installed included, stops recording."""
+    _install.uninstall()
+
+
 def reset_defaults() -> None:
-    """Close and forget the default tracer (for tests)."""
+    """Uninstall, then close and forget the default tracer (for tests)."""
     global _default
+    _install.uninstall()
     with _lock:
         tracer, _default = _default, None
     if tracer is not None:

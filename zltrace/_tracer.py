@@ -20,9 +20,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _lifecycle
-from ._capture import httpx_wrap
-from ._capture.pool import wrap_target
+from ._capture.connection import unrecorded
 from ._capture.probe import probe_hooks
+from ._capture.targets import wrap_target
 from ._monitor.alerts import Alert
 from ._monitor.counters import Counters
 from ._monitor.monitor import Gauges, PerformanceMonitor
@@ -152,9 +152,6 @@ class Tracer:
         httpx/httpx2 client or an anthropic/openai client (in place)."""
         if not self.config.enabled:
             return target
-        traced = httpx_wrap.wrap_target(target, self)
-        if traced is not None:
-            return traced
         return wrap_target(target, self)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -238,7 +235,13 @@ class Tracer:
     def stats(self) -> dict[str, Any]:
         """Counters and gauges of this tracer, as a plain dict (keys: ``Counters``' fields,
         then ``meets_target``, ``alerts_active`` and the monitor's ``performance`` figures)."""
-        return {**self._counters().as_dict(), **self._monitor_stats()}
+        # ``unrecorded_exchanges``: exchanges seen but not recorded (HTTP/2, a stand-in
+        # connection), process-wide, per reason.
+        return {
+            **self._counters().as_dict(),
+            "unrecorded_exchanges": unrecorded(),
+            **self._monitor_stats(),
+        }
 
     def _counters(self) -> Counters:
         w = self._worker

@@ -36,7 +36,7 @@ from support.trace import flushed, records
 import zltrace
 from zltrace._capture import httpcore_patch
 from zltrace._capture.httpcore_patch import install_httpcore, install_httpcore2
-from zltrace._capture.httpx_wrap import wrap_target
+from zltrace._capture.httpx_wrap import accepts, wrap_target
 from zltrace._pipeline.events import capture_failures
 
 BODY = bytes(range(256)) * 40
@@ -219,9 +219,10 @@ def test_capture_failure_never_reaches_app(hx: Any) -> None:
 
 
 def test_wrap_target_leaves_other_objects_alone(hx: Any) -> None:
-    """Anything not an httpx client or an SDK client is not this front-end's: None."""
-    assert wrap_target(object(), _Broken()) is None
-    assert wrap_target(hx.Request("GET", "http://x/"), _Broken()) is None
+    """Anything not an httpx client or an SDK client is not this front-end's."""
+    assert not accepts(object())
+    assert not accepts(hx.Request("GET", "http://x/"))
+    assert accepts(hx.Client()) and accepts(hx.AsyncClient())
 
 
 def test_custom_transport_is_refused(hx: Any) -> None:

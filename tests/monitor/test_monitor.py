@@ -16,8 +16,8 @@ from support.server import ScriptedServer, response
 import zltrace
 from zltrace._capture import pool as _pool
 from zltrace._capture import tee as _tee
-from zltrace._capture.pool import wrap_target
 from zltrace._capture.probe import FIXED_HOOKS, HookCosts, probe_hooks
+from zltrace._capture.targets import wrap_target
 from zltrace._monitor.counters import Counters
 from zltrace._monitor.endpoints import State, metrics_text
 from zltrace._monitor.histogram import (

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import http.client
 import io
+import warnings
 from time import perf_counter_ns
 from typing import Any
 
 from .._pipeline.events import SEND, capture_failed
 from .._util import ForkSafeLock
-from .tee import Sink, TracedResponse, pending
+from ..exceptions import ZltraceWarning
+from .tee import Sink, pending, traced_response_class
 
 
 class TracedConnectionMixin:
@@ -85,16 +87,38 @@ class TracedConnectionMixin:
         # http.client builds its response with ``self.response_class(sock, method=...)`` and
         # calls begin() right away, on this thread: hand the exchange over through a
         # thread-local rather than a closure per response.
+        d = self.__dict__
+        # Written through the setter, or into the instance before this connection was traced.
+        own = d.get("_zl_response_class") or d.get("response_class")
+        if own is None:
+            own = super().response_class  # type: ignore[misc]
         sink = self._zl_sink
         if sink is None or self._zl_in_connect:
-            return http.client.HTTPResponse
-        pending.sink = sink
-        pending.ex = self._zl_ex
-        return TracedResponse
+            return own
+        cls = traced_response_class(own)
+        if cls is not own:
+            pending.sink = sink
+            pending.ex = self._zl_ex
+        return cls
+
+    @response_class.setter
+    def response_class(self, value: Any) -> None:
+        # Host libraries write it (botocore's AWSConnection, in request() and close()): the
+        # value is kept and read back as written; while an exchange is open, its traced
+        # subclass builds the response.
+        self.__dict__["_zl_response_class"] = value
 
 
 _classes: dict[type[Any], type[Any]] = {}
 _classes_lock = ForkSafeLock()
+
+
+def same_names(cls: type[Any], base: type[Any]) -> type[Any]:
+    """Give a traced subclass its base's names, so reprs and exception texts read as the
+    host library's own (``HTTPSConnectionPool(host=...)``, ``<urllib3.connection...>``)."""
+    cls.__module__ = base.__module__
+    cls.__qualname__ = base.__qualname__
+    return cls
 
 
 def traced_connection_class(base: type[Any]) -> type[Any]:
@@ -104,8 +128,64 @@ def traced_connection_class(base: type[Any]) -> type[Any]:
     with _classes_lock:
         cls = _classes.get(base)
         if cls is None:
-            cls = type(
-                f"Traced{base.__name__}", (TracedConnectionMixin, base), {"__module__": __name__}
-            )
+            cls = same_names(type(base.__name__, (TracedConnectionMixin, base), {}), base)
             _classes[base] = cls
         return cls
+
+
+def is_traced_class(cls: type[Any]) -> bool:
+    """Whether ``cls`` is one of zltrace's traced subclasses."""
+    return issubclass(cls, TracedConnectionMixin)
+
+
+def recordable(cls: type[Any]) -> str | None:
+    """None if connections of class ``cls`` can be recorded, else why not.
+
+    Recording rests on ``http.client``: the request goes out through ``send`` and the
+    response is built by ``response_class``. urllib3's HTTP/2 connection does neither (it
+    frames through ``h2``); a stand-in object (a test's mock) is no ``http.client``
+    connection at all. Such exchanges are not recorded, and counted (see ``unrecorded``).
+    """
+    if not isinstance(cls, type) or not issubclass(cls, http.client.HTTPConnection):
+        return "not an http.client connection"
+    if any(c.__name__ == "HTTP2Connection" for c in cls.__mro__):
+        return "HTTP/2"
+    return None
+
+
+_unrecorded: dict[str, int] = {}
+
+
+def unrecorded() -> dict[str, int]:
+    """Exchanges seen but not recorded, per reason (a copy)."""
+    return dict(_unrecorded)
+
+
+def adopt(conn: Any) -> bool:
+    """Make ``conn`` record (its class becomes the traced subclass of its own class); False,
+    counted and warned about once per reason, when it cannot be recorded.
+
+    The connection class is looked up here, when the connection is used, never when a pool
+    is wrapped: a ``ConnectionCls`` changed later (``urllib3.http2.inject_into_urllib3()``,
+    a test's own class) is honoured exactly as urllib3 honours it.
+    """
+    cls = type(conn)
+    if issubclass(cls, TracedConnectionMixin):
+        return True
+    why = recordable(cls)
+    if why is None:
+        try:
+            conn.__class__ = traced_connection_class(cls)
+            return True
+        except TypeError as e:  # a layout that refuses (extension type, __slots__)
+            why = f"class {cls.__qualname__} cannot be traced: {e}"
+    first = why not in _unrecorded
+    _unrecorded[why] = _unrecorded.get(why, 0) + 1
+    if first:
+        warnings.warn(
+            f"zltrace: an exchange over {cls.__module__}.{cls.__qualname__} was not recorded "
+            f"({why}); further ones are counted in stats()['unrecorded_exchanges']",
+            ZltraceWarning,
+            stacklevel=2,
+        )
+    return False

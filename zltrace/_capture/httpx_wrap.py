@@ -33,22 +33,24 @@ def _httpx_client(target: Any) -> bool:
     return False
 
 
-def wrap_target(target: Any, sink: Sink) -> Any | None:
-    """Trace an httpx(2) client or an anthropic/openai client in place and return it;
-    None when ``target`` is none of these."""
+def accepts(target: Any) -> bool:
+    """Whether ``target`` is an httpx(2) client, or an anthropic/openai client object."""
+    return _httpx_client(target) or type(target).__module__.partition(".")[0] in _SDKS
+
+
+def wrap_target(target: Any, sink: Sink) -> Any:
+    """Trace an httpx(2) client, or the one inside an anthropic/openai client, in place."""
     if _httpx_client(target):
         _wrap_client(target, sink)
         return target
-    if type(target).__module__.partition(".")[0] in _SDKS:
-        client = getattr(target, "_client", None)
-        if _httpx_client(client):
-            _wrap_client(client, sink)
-            return target
-        raise UnsupportedTargetError(
-            f"zltrace.wrap() found no httpx or httpx2 client in {type(target).__name__}"
-            f"._client (got {client!r})"
-        )
-    return None
+    client = getattr(target, "_client", None)
+    if _httpx_client(client):
+        _wrap_client(client, sink)
+        return target
+    raise UnsupportedTargetError(
+        f"zltrace.wrap() found no httpx or httpx2 client in {type(target).__name__}"
+        f"._client (got {client!r})"
+    )
 
 
 def _wrap_client(client: Any, sink: Sink) -> None:

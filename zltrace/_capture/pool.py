@@ -18,13 +18,11 @@ import threading
 from time import perf_counter_ns
 from typing import Any
 
-from urllib3 import PoolManager
 from urllib3.connectionpool import HTTPConnectionPool
 
 from .._pipeline.events import ERROR, START, capture_failed, exchange_ids
 from .._util import ForkSafeLock
-from ..exceptions import UnsupportedTargetError
-from .connection import TracedConnectionMixin, traced_connection_class
+from .connection import adopt, same_names
 from .tee import Sink
 
 
@@ -77,16 +75,33 @@ def leave_group(opened: bool, saved: Any) -> None:
 _RETRIES_SEEN = "retries" in inspect.signature(HTTPConnectionPool._make_request).parameters
 
 
+def start_exchange(pool: Any, tracer: Sink, conn: Any, method: str, url: str, retries: Any) -> None:
+    """Open an exchange for one attempt on ``conn`` (which is made to record first)."""
+    try:
+        if not adopt(conn):
+            return
+        ex = next(exchange_ids)
+        group = logical.id
+        if _RETRIES_SEEN:
+            if group is None or retries is None or not retries.history:
+                logical.id = group = ex
+        elif group == 0:
+            logical.id = group = ex
+        elif group is None:
+            group = ex
+        prev = conn._zl_ex
+        conn._zl_ex = ex
+        conn._zl_sink = tracer
+        start = perf_counter_ns()
+        tracer._put((START, ex, prev, group, start, pool.scheme, pool.host, pool.port, method, url))
+    except Exception as e:
+        capture_failed("pool.make_request", e)
+
+
 class TracedPoolMixin:
     """Mixed in front of a pool class: traced connections, exchange start, request errors."""
 
     _zl_tracer: Sink | None = None
-
-    def _new_conn(self) -> Any:
-        conn = super()._new_conn()  # type: ignore[misc]
-        if isinstance(conn, TracedConnectionMixin):
-            conn._zl_tracer = self._zl_tracer
-        return conn
 
     def _zl_start(self, conn: Any, method: str, url: str, retries: Any) -> None:
         # One call per attempt: the exchange starts here, before any byte is sent (and before
@@ -94,26 +109,7 @@ class TracedPoolMixin:
         tracer = self._zl_tracer
         if tracer is None:
             return
-        try:
-            ex = next(exchange_ids)
-            group = logical.id
-            if _RETRIES_SEEN:
-                if group is None or retries is None or not retries.history:
-                    logical.id = group = ex
-            elif group == 0:
-                logical.id = group = ex
-            elif group is None:
-                group = ex
-            prev = conn._zl_ex
-            conn._zl_ex = ex
-            conn._zl_sink = tracer
-            pool: Any = self
-            start = perf_counter_ns()
-            tracer._put(
-                (START, ex, prev, group, start, pool.scheme, pool.host, pool.port, method, url)
-            )
-        except Exception as e:
-            capture_failed("pool.make_request", e)
+        start_exchange(self, tracer, conn, method, url, retries)
 
     def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         self._zl_start(conn, method, url, kwargs.get("retries"))
@@ -254,15 +250,14 @@ def _subclass(
     with _lock:
         cls = cache.get(base)
         if cls is None:
-            ns = {"__module__": __name__, **extra}
-            cls = type(f"Traced{base.__name__}", (mixin, base), ns)
+            cls = same_names(type(base.__name__, (mixin, base), extra), base)
             cache[base] = cls
         return cls
 
 
 def traced_pool_class(base: type[Any]) -> type[Any]:
     """The traced subclass of pool class ``base`` (cached)."""
-    extra: dict[str, Any] = {"ConnectionCls": traced_connection_class(base.ConnectionCls)}
+    extra: dict[str, Any] = {}
     if _has_stock_make_request(base):
         extra["_make_request"] = _make_request_explicit
     return _subclass(_pool_classes, TracedPoolMixin, base, extra)
@@ -299,7 +294,7 @@ def _wrap_pool(pool: Any, tracer: Sink) -> Any:
     new = cls(**kwargs, **conn_kw)
     own_conn_cls = pool.__dict__.get("ConnectionCls")
     if own_conn_cls is not None:
-        new.ConnectionCls = traced_connection_class(own_conn_cls)
+        new.ConnectionCls = own_conn_cls
     new._zl_tracer = tracer
     return new
 
@@ -356,28 +351,39 @@ def _is_requests_session(target: Any) -> bool:
     )
 
 
+_session_classes: dict[type[Any], type[Any]] = {}
+
+
+class TracedSessionMixin:
+    """Mixed in front of a requests ``Session``: adapters mounted later are traced too."""
+
+    _zl_tracer: Sink | None = None
+
+    def mount(self, prefix: str, adapter: Any) -> None:
+        if self._zl_tracer is not None:
+            _wrap_adapter(adapter, self._zl_tracer)
+        super().mount(prefix, adapter)  # type: ignore[misc]
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # As for the adapter: a pickled session comes back untraced.
+        base = _untraced_base(type(self), TracedSessionMixin)
+        return (_rebuild_adapter, (base, self.__getstate__()))  # type: ignore[attr-defined]
+
+
+def _wrap_adapter(adapter: Any, tracer: Sink) -> None:
+    manager = getattr(adapter, "poolmanager", None)
+    if manager is None:
+        return
+    adapter.__class__ = _subclass(_adapter_classes, TracedAdapterMixin, type(adapter), {})
+    adapter._zl_tracer = tracer
+    _wrap_manager(manager, tracer)
+    for proxy_manager in getattr(adapter, "proxy_manager", {}).values():
+        _wrap_manager(proxy_manager, tracer)
+
+
 def _wrap_session(session: Any, tracer: Sink) -> Any:
     for adapter in session.adapters.values():
-        manager = getattr(adapter, "poolmanager", None)
-        if manager is None:
-            continue
-        adapter.__class__ = _subclass(_adapter_classes, TracedAdapterMixin, type(adapter), {})
-        adapter._zl_tracer = tracer
-        _wrap_manager(manager, tracer)
-        for proxy_manager in getattr(adapter, "proxy_manager", {}).values():
-            _wrap_manager(proxy_manager, tracer)
+        _wrap_adapter(adapter, tracer)
+    session.__class__ = _subclass(_session_classes, TracedSessionMixin, type(session), {})
+    session._zl_tracer = tracer
     return session
-
-
-def wrap_target(target: Any, tracer: Sink) -> Any:
-    """Trace ``target`` with ``tracer``; see the module docstring for what is returned."""
-    if isinstance(target, HTTPConnectionPool):
-        return _wrap_pool(target, tracer)
-    if isinstance(target, PoolManager):
-        return _wrap_manager(target, tracer)
-    if _is_requests_session(target):
-        return _wrap_session(target, tracer)
-    raise UnsupportedTargetError(
-        "zltrace.wrap() takes a urllib3 HTTPConnectionPool/HTTPSConnectionPool, a PoolManager "
-        f"(or ProxyManager) or a requests.Session, got {target!r}"
-    )

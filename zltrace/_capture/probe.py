@@ -141,7 +141,7 @@ class _ProbeKit:
         pool_ns = dict(vars(_pool))
         pool_ns["exchange_ids"] = itertools.count(1)
         pool_ns["logical"] = _pool._Logical()
-        for name in ("enter_group", "leave_group"):
+        for name in ("enter_group", "leave_group", "start_exchange"):
             if name in pool_ns:
                 pool_ns[name] = _rebound(pool_ns[name], pool_ns)
         tee_ns = dict(vars(_tee))

@@ -186,3 +186,25 @@ class TracedResponse(http.client.HTTPResponse):
                 self.fp = Tee(self.fp, sink, ex)  # type: ignore[assignment]
         except Exception as e:
             capture_failed("response.begin", e)
+
+
+_response_classes: dict[type[Any], type[Any]] = {http.client.HTTPResponse: TracedResponse}
+_response_lock = threading.Lock()
+
+
+def traced_response_class(base: type[Any]) -> type[Any]:
+    """The response class that records: ``TracedResponse`` for ``http.client``'s own, a
+    traced subclass for a host library's (botocore's ``AWSHTTPResponse``)."""
+    cls = _response_classes.get(base)
+    if cls is not None:
+        return cls
+    if not (isinstance(base, type) and issubclass(base, http.client.HTTPResponse)):
+        return base  # not a response class we know how to tee: left as it is
+    with _response_lock:
+        cls = _response_classes.get(base)
+        if cls is None:
+            cls = type(base.__name__, (TracedResponse, base), {})
+            cls.__module__ = base.__module__
+            cls.__qualname__ = base.__qualname__
+            _response_classes[base] = cls
+        return cls

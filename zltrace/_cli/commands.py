@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from .._version import __version__
 from ..config import ENV_NAMES, resolve_env
 from ..exceptions import ZltraceWarning
+from . import run
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -227,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("path", metavar="PATH", help="a trace file, or a directory of them")
     st.add_argument("--json", action="store_true", help="print JSON")
     st.add_argument("--progress", action="store_true", help="progress lines on stderr")
+    run.add_parser(sub)
     sub.add_parser(
         "dashboard", help="print a Grafana dashboard (JSON) for the /metrics endpoint's metrics"
     )
@@ -249,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args)
     if args.command == "stats":
         return _stats(args)
+    if args.command == "run":
+        return run.main(args)
     if args.command == "dashboard":
         return _dashboard(args)
     parser.print_help(sys.stderr)

@@ -1,0 +1,105 @@
+"""``python -m zltrace run``: an unmodified program traced from its first import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from support.server import ScriptedServer, response
+
+import zltrace
+
+pytest.importorskip("requests", reason="requests is in the test extra")
+pytest.importorskip("boto3", reason="boto3 is in the test extra")
+
+APP = """
+import os, subprocess, sys
+import urllib3, requests, boto3
+
+base = sys.argv[1]
+print("stdin:", sys.stdin.read().strip())
+print(urllib3.PoolManager().request("GET", base + "/urllib3").data.decode())
+print(requests.get(base + "/requests").text)
+client = boto3.client("bedrock-runtime", endpoint_url=base, region_name="us-east-1",
+                      aws_access_key_id="t", aws_secret_access_key="t")
+print(client.invoke_model(modelId="m", body=b"{}")["body"].read().decode())
+child = "import sys, urllib3; urllib3.PoolManager().request('GET', sys.argv[1] + '/child')"
+subprocess.run([sys.executable, "-c", child, base], check=True)
+sys.exit(7)
+"""
+
+
+@pytest.mark.slow
+def test_run_traces_unmodified_program_and_its_child(tmp_path: Path) -> None:
+    """urllib3, requests, boto3 and a child process recorded; stdin, stdout, exit code kept."""
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent(APP))
+    traces = tmp_path / "traces"
+    report = tmp_path / "report.html"
+    replies = [response(200, b"r%d" % i, [("Content-Type", "application/json")]) for i in range(4)]
+    with ScriptedServer(replies) as srv:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "zltrace",
+                "run",
+                "--dir",
+                str(traces),
+                "--report",
+                str(report),
+                "--",
+                str(app),
+                f"http://{srv.host}:{srv.port}",
+            ],
+            input=b"hello\n",
+            capture_output=True,
+            timeout=120,
+        )
+    assert proc.returncode == 7, proc.stderr.decode()
+    assert proc.stdout.decode().split() == ["stdin:", "hello", "r0", "r1", "r2"]
+    last = proc.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("zltrace: 4 exchanges in 2 trace file(s)") and str(report) in last
+    got = [ex for p in sorted(traces.glob("*.jsonl")) for ex in zltrace.read(str(p))]
+    paths = sorted(ex.request.url.rsplit("/", 1)[-1] for ex in got)
+    assert paths == ["child", "invoke", "requests", "urllib3"]
+    assert all(ex.outcome == "complete" for ex in got)
+    assert report.stat().st_size > 0
+
+
+def test_run_python_dash_m_and_standard_mode(tmp_path: Path) -> None:
+    """``-- python -m module`` runs as given; --no-zero-latency reaches the child."""
+    (tmp_path / "zl_probe_mod.py").write_text(
+        "import os, sys, zltrace\n"
+        "print(os.environ['ZLTRACE_ZERO_LATENCY'], zltrace.default_tracer().config.zero_latency)\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zltrace",
+            "run",
+            "--no-zero-latency",
+            "--dir",
+            str(tmp_path / "t"),
+            "--",
+            sys.executable,
+            "-m",
+            "zl_probe_mod",
+        ],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().split() == ["0", "False"]
+    assert "zltrace: 0 exchanges" in proc.stderr.decode()
+
+
+def test_run_without_command_is_usage_error() -> None:
+    """``zltrace run`` with no command exits 2 with a usage line."""
+    proc = subprocess.run([sys.executable, "-m", "zltrace", "run"], capture_output=True, timeout=60)
+    assert proc.returncode == 2 and b"no command" in proc.stderr

@@ -1,0 +1,1 @@
+"""Holds the sitecustomize that ``zltrace run`` puts first on PYTHONPATH (not imported)."""
