@@ -103,3 +103,36 @@ def test_run_without_command_is_usage_error() -> None:
     """``zltrace run`` with no command exits 2 with a usage line."""
     proc = subprocess.run([sys.executable, "-m", "zltrace", "run"], capture_output=True, timeout=60)
     assert proc.returncode == 2 and b"no command" in proc.stderr
+
+
+SIGNALLED = """
+import signal, sys, time
+def stop(signum, frame):
+    print("got", signum, flush=True)
+    sys.exit(3)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_run_forwards_sigterm_to_the_program(tmp_path: Path) -> None:
+    """SIGTERM sent to ``zltrace run`` reaches the program, whose exit status comes back."""
+    import signal
+
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent(SIGNALLED))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zltrace", "run", "--dir", str(tmp_path / "t"), "--", str(app)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out == b"got %d\n" % signal.SIGTERM
+    assert proc.returncode == 3
