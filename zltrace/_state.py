@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 
 from ._capture import install as _install
+from ._capture.connection import reset_unrecorded
 from ._tracer import Tracer
 
 _lock = threading.Lock()
@@ -44,9 +45,11 @@ def uninstall() -> None:
 
 
 def reset_defaults() -> None:
-    """Uninstall, then close and forget the default tracer (for tests)."""
+    """Uninstall, then close and forget the default tracer, and forget the process-wide
+    count of unrecorded exchanges (for tests)."""
     global _default
     _install.uninstall()
+    reset_unrecorded()
     with _lock:
         tracer, _default = _default, None
     if tracer is not None:
