@@ -7,6 +7,7 @@ go through a loopback server and are read back.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import warnings
@@ -40,13 +41,13 @@ def tracer(directory: Path, fallback: Path, **cfg: Any) -> zltrace.Tracer:
     return zltrace.Tracer(config)
 
 
-def one_exchange(t: zltrace.Tracer, srv: ScriptedServer) -> list[str]:
-    """Send one request through ``t``, close it; the ZltraceWarning messages it gave."""
+def one_exchange(t: zltrace.Tracer, srv: ScriptedServer, close: bool = True) -> list[str]:
+    """Send one request through ``t`` (then close it, or flush); the ZltraceWarning messages."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port, retries=False), tracer=t)
         assert pool.request("GET", "/").data == BIG
-        t.close(timeout=10)
+        t.close(timeout=10) if close else t.flush(timeout=10)
     return [str(w.message) for w in caught if issubclass(w.category, zltrace.ZltraceWarning)]
 
 
@@ -157,3 +158,65 @@ def test_umask_zero_gives_private_directories_and_files(
     assert any(f.name.endswith(SIDE_SUFFIX) for f in files)
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+# -- a trace directory that cannot be one ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["file", "/dev/null", "/proc/self", "under-a-file"])
+def test_an_unusable_zltrace_dir_warns_once_naming_it_and_loses_nothing(
+    tmp_path: Path, srv: ScriptedServer, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """ZLTRACE_DIR naming a file, a device or /proc/self: one warning naming the variable and
+    its value, the problem in stats() and /health, and every record in the fallback dir."""
+    if kind == "/proc/self" and not os.path.exists("/proc/self"):
+        pytest.skip("no /proc on this system")
+    plain = tmp_path / "plain-file"
+    plain.write_bytes(b"not a directory\n")
+    value = {"file": str(plain), "under-a-file": str(plain / "sub")}.get(kind, kind)
+    fallback = tmp_path / "fb"
+    monkeypatch.setenv("ZLTRACE_DIR", value)
+    monkeypatch.setenv("ZLTRACE_FALLBACK_DIR", str(fallback))
+    cfg = zltrace.Config.from_env().evolve(zero_latency=False, health_port=0)
+    t = zltrace.Tracer(cfg)
+    try:
+        messages = one_exchange(t, srv, close=False)
+        assert len(messages) == 1 and f"ZLTRACE_DIR={value!r}" in messages[0]
+        s = t.stats()
+        assert s["trace_dir_problem"] and value in s["trace_dir_problem"]
+        assert s["records_lost"] == 0 and s["records_written"] == 1
+        assert Path(t.path).parent == fallback
+        url = t.health_url
+        assert url is not None
+        r = urllib3.PoolManager().request("GET", url + "/health/zero-latency", retries=False)
+        assert r.status == 503 and "ZLTRACE_DIR" in json.loads(r.data)["traceDirProblem"]
+    finally:
+        t.close()
+    assert bodies(t) == [BIG]
+    assert plain.read_bytes() == b"not a directory\n"
+
+
+def test_a_bad_config_dir_is_named_as_the_field(tmp_path: Path, srv: ScriptedServer) -> None:
+    """``Config(dir=...)`` pointing at a file warns naming ``Config.dir`` and the value."""
+    plain = tmp_path / "plain-file"
+    plain.write_bytes(b"")
+    t = tracer(plain, tmp_path / "fb")
+    messages = one_exchange(t, srv)
+    assert len(messages) == 1 and f"Config.dir={str(plain)!r}" in messages[0]
+    assert bodies(t) == [BIG]
+
+
+def test_with_no_usable_directory_at_all_the_loss_is_never_silent(
+    tmp_path: Path, srv: ScriptedServer
+) -> None:
+    """Neither the trace dir nor the fallback usable: a warning, write errors in stats, and
+    records counted as lost at close with the loss warning."""
+    plain = tmp_path / "plain-file"
+    plain.write_bytes(b"")
+    t = tracer(plain, plain / "fb", write_retries=0)
+    messages = one_exchange(t, srv)
+    s = t.stats()
+    assert s["trace_dir_problem"] and s["write_errors"] > 0
+    assert s["records_lost"] == 1
+    assert any("Config.dir=" in m for m in messages)
+    assert any("lost" in m for m in messages)
