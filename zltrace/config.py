@@ -31,8 +31,12 @@ __all__ = ["DEFAULT_REDACT_HEADERS", "DEFAULT_REDACT_QUERY", "Config", "Setting"
 #: (``x-ratelimit-remaining-tokens``, ``anthropic-ratelimit-input-tokens-remaining``,
 #: ``x-amzn-bedrock-input-token-count``), so only names *ending* in ``token`` are redacted.
 DEFAULT_REDACT_HEADERS: tuple[str, ...] = (
-    "*authorization*",  # Authorization, Proxy-Authorization, x-goog-iam-authorization-token
-    "*cookie*",  # Cookie, Set-Cookie
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "cookie",
+    "set-cookie",
+    "*-authorization*",  # x-ms-authorization-auxiliary (Azure)
     "*token",  # x-amz-security-token, X-Auth-Token, X-Vault-Token, PRIVATE-TOKEN
     "*secret*",
     "*password*",
