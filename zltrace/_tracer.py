@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 _seq = count(1)
 
 
+def _dir_name(directory: str) -> str:
+    """How warnings name the trace directory: the variable it came from, else the field."""
+    return "ZLTRACE_DIR" if os.environ.get("ZLTRACE_DIR") == directory else "Config.dir"
+
+
 class Tracer:
     """Records every exchange of the pools it wraps into one trace file of its own.
 
@@ -85,6 +90,7 @@ class Tracer:
             backoff_ms=cfg.retry_backoff_ms,
             memory_limit=cfg.memory_pool_size,
             fallback_dir=cfg.fallback_dir,
+            dir_name=_dir_name(cfg.dir),
         )
         wall0, perf0 = time.time_ns(), time.perf_counter_ns()
         self._assembler = Assembler(

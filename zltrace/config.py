@@ -25,28 +25,47 @@ from .exceptions import ConfigError, ZltraceWarning
 
 __all__ = ["DEFAULT_REDACT_HEADERS", "DEFAULT_REDACT_QUERY", "Config", "Setting", "resolve_env"]
 
-#: Header-name patterns (fnmatch style, case-insensitive) whose values never reach disk.
+#: Header-name patterns (fnmatch style, case-insensitive) whose values never reach disk:
+#: the credential headers of the LLM APIs, AWS, GCP, Azure and common SaaS APIs. Counters stay
+#: readable: rate-limit and usage headers name tokens in the middle or as ``-tokens``
+#: (``x-ratelimit-remaining-tokens``, ``anthropic-ratelimit-input-tokens-remaining``,
+#: ``x-amzn-bedrock-input-token-count``), so only names *ending* in ``token`` are redacted.
 DEFAULT_REDACT_HEADERS: tuple[str, ...] = (
     "authorization",
     "proxy-authorization",
     "x-api-key",
     "cookie",
     "set-cookie",
-    "*token*",
+    "*-authorization*",  # x-ms-authorization-auxiliary (Azure)
+    "*token",  # x-amz-security-token, X-Auth-Token, X-Vault-Token, PRIVATE-TOKEN
     "*secret*",
-    "*api-key*",
+    "*password*",
+    "*api-key*",  # x-api-key, api-key (Azure OpenAI), x-goog-api-key, DD-API-KEY
+    "*apikey*",  # apikey (Supabase)
+    "*api_key*",
+    "*application-key*",  # DD-APPLICATION-KEY (Datadog)
+    "*subscription-key*",  # Ocp-Apim-Subscription-Key (Azure)
+    "x-auth-key",  # Cloudflare
+    "*service-key*",  # X-Auth-User-Service-Key (Cloudflare)
+    "x-functions-key",  # Azure Functions
+    "*encryption-key",  # x-goog-encryption-key, x-ms-encryption-key (customer-supplied keys)
+    "*customer-key",  # x-amz-server-side-encryption-customer-key (S3 SSE-C)
 )
 
 #: Query-parameter name patterns (same rules) whose values never reach disk: ``?key=...`` as
-#: Google's APIs take it, OAuth tokens, pre-signed URLs (S3, GCS).
+#: Google's APIs take it, OAuth tokens, pre-signed URLs (S3, GCS, Azure SAS). As for headers,
+#: only names ending in ``token`` count as tokens (``max_tokens`` stays readable).
 DEFAULT_REDACT_QUERY: tuple[str, ...] = (
     "key",
     "*api_key*",
     "*apikey*",
     "*api-key*",
-    "*token*",
+    "*token",
     "*secret*",
     "*password*",
+    "*passwd*",
+    "pwd",
+    "private_key",
     "auth",
     "sig",
     "signature",

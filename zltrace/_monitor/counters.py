@@ -90,6 +90,9 @@ class Counters:
     outage_budget_s: float | None = None  # seconds of outage the budget holds; None: no traffic
     fallback_records: int = 0
     write_probes: int = 0
+    #: Why the trace directory is not used (the trace then goes to the fallback directory,
+    #: or nowhere while that fails too); None while it is fine.
+    trace_dir_problem: str | None = None
     events_processed: int | None = None
     worker_wakeups: int | None = None
     worker_max_slice_ns: int | None = None

@@ -72,7 +72,8 @@ def health_document(state: State) -> tuple[int, dict[str, Any]]:
     meets = bool(figures.pop("meets_target"))
     active = m.alerts.active()
     critical = any(a.severity == "critical" for a in active)
-    healthy = meets and worker_ok and not critical
+    dir_problem = state.counters.trace_dir_problem
+    healthy = meets and worker_ok and not critical and dir_problem is None
     doc = {
         "enabled": mode == "zero-latency",
         "mode": mode,
@@ -80,6 +81,7 @@ def health_document(state: State) -> tuple[int, dict[str, Any]]:
         "performance": {_camel(k): v for k, v in figures.items()},
         "alerts": [{"name": a.name, "severity": a.severity, "message": a.message} for a in active],
         "workerAlive": worker_ok,
+        "traceDirProblem": dir_problem,
         "status": "healthy" if healthy else "degraded",
     }
     return (200 if healthy else 503), doc

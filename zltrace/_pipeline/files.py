@@ -2,7 +2,12 @@
 
 Rules:
 - Every file is opened through the tracer's opener (``os.open``'s signature), append-only,
-  mode 0600, in a directory created 0700 when missing.
+  mode 0600, in a directory created 0700 when missing (each missing parent too, whatever
+  the umask).
+- A file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``: a file or symlink someone else
+  put at the (predictable) name is never written through; the open fails instead. Reopening
+  our own file (after a failed write) uses ``O_NOFOLLOW`` and checks it is still the same
+  inode; a file swapped in under the name is refused.
 - A file removed under the writer (its directory deleted, log rotation) is noticed by
   ``st_nlink == 0`` before each use and opened anew, rather than written into a deleted inode.
 - The trace file only ever gains whole lines: a write that fails half-way is cut back
@@ -20,12 +25,18 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from typing import Callable, Union
+from typing import Any, Callable, Union
+
+from .._format import DEAD_LETTER_SUFFIX, SIDE_SUFFIX, TRACE_SUFFIX
 
 Buffer = Union[bytes, memoryview]
 Opener = Callable[[str, int, int], int]
 
-_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_REOPEN = os.O_WRONLY | os.O_APPEND | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_CREATE = _REOPEN | os.O_CREAT | os.O_EXCL
+#: Stems tried (``<stem>``, ``<stem>-1``, ...) before giving up on names already taken.
+CLAIM_TRIES = 100
 _IOV_MAX = 1024
 _COPY_BLOCK = 1 << 20
 
@@ -73,25 +84,113 @@ def _close(fd: int | None, sync: bool = False) -> None:
         os.close(fd)
 
 
-def private_dir(path: str) -> None:
-    """Make sure ``path`` is a directory only we may use (created 0700 if missing).
-
-    Raises ``OSError`` when it cannot be created, or exists but is a symlink, someone
-    else's, or open to group or others.
-    """
+def make_dirs(path: str) -> None:
+    """Create ``path`` and its missing parents, each 0700 whatever the umask (``os.makedirs``
+    creates the parents with the umask's default, 0777 under umask 0)."""
+    parent = os.path.dirname(path)
+    if parent and parent != path and not os.path.isdir(parent):
+        make_dirs(parent)
     try:
-        os.makedirs(path, 0o700)
+        os.mkdir(path, 0o700)
     except FileExistsError:
         pass
+
+
+#: What :func:`private_dir` refuses in a directory's mode: the fallback directory must be
+#: closed to everyone else; the trace directory only must not be writable by them.
+CLOSED = 0o077
+NOT_WRITABLE = 0o022
+
+
+def private_dir(path: str, refuse: int = CLOSED) -> None:
+    """Make sure ``path`` is a directory we own that others may not use (created 0700 if
+    missing); ``refuse``: the mode bits it must not have.
+
+    Raises ``OSError`` when it cannot be created, or exists but is a symlink, not a
+    directory, someone else's, or has a bit of ``refuse`` set.
+    """
+    make_dirs(path)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise OSError(errno.ENOTDIR, "not a directory (a symlink is refused)", path)
     if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
         raise OSError(errno.EPERM, f"owned by uid {st.st_uid}, not by us", path)
-    if st.st_mode & 0o077:
-        raise OSError(
-            errno.EPERM, f"mode {st.st_mode & 0o777:o} lets others in (0700 needed)", path
-        )
+    if st.st_mode & refuse:
+        what = "lets others in" if refuse == CLOSED else "lets others write"
+        raise OSError(errno.EPERM, f"mode {st.st_mode & 0o777:o} {what} (0700 expected)", path)
+
+
+Ident = tuple[int, int]
+
+
+def open_ours(path: str, opener: Opener, ident: Ident | None) -> tuple[int, Ident]:
+    """Open our file ``path`` for appending: created (``O_EXCL``, never through a symlink)
+    unless ``ident`` says we created it already; then reopened, and refused with ``EEXIST``
+    if the name now holds another file."""
+    if ident is not None:
+        try:
+            fd = opener(path, _REOPEN, 0o600)
+        except FileNotFoundError:
+            pass  # removed: create it anew
+        else:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == ident:
+                return fd, ident
+            os.close(fd)
+            raise OSError(errno.EEXIST, "replaced by a file zltrace did not create", path)
+    fd = opener(path, _CREATE, 0o600)
+    st = os.fstat(fd)
+    return fd, (st.st_dev, st.st_ino)
+
+
+def claim_names(
+    directory: str,
+    stem: str,
+    fallback: str | None,
+    dir_name: str,
+    warn: Callable[[str, str], None],
+    report: Any,
+) -> tuple[str, str]:
+    """The directory and stem to write to: ``directory`` if it is ours and closed to others'
+    writes (else ``fallback``, checked as :func:`private_dir`), and the first stem whose
+    trace, side and dead-letter names are all free. ``warn(key, message)`` is told why, and
+    ``report.dir_problem`` set while the directory is refused. Raises ``OSError``."""
+    try:
+        private_dir(directory, NOT_WRITABLE)
+        report.dir_problem = None
+    except OSError as exc:
+        report.dir_problem = f"{dir_name}={directory!r} cannot be used: {exc.strerror or exc}"
+        if fallback is None:
+            warn("dir", f"zltrace: {report.dir_problem}; nothing can be written")
+            raise
+        try:
+            private_dir(fallback)
+        except OSError as exc2:
+            warn(
+                "dir",
+                f"zltrace: {report.dir_problem}, nor can the fallback directory "
+                f"{fallback!r} ({exc2.strerror or exc2}); records are held and retried",
+            )
+            raise
+        warn("dir", f"zltrace: {report.dir_problem}; writing the trace to {fallback!r} instead")
+        directory = fallback
+    for k in range(CLAIM_TRIES):
+        name = stem if k == 0 else f"{stem}-{k}"
+        base = os.path.join(directory, name)
+        taken = [
+            base + suffix
+            for suffix in (TRACE_SUFFIX, SIDE_SUFFIX, DEAD_LETTER_SUFFIX)
+            if os.path.lexists(base + suffix)
+        ]
+        if not taken:
+            return directory, name
+        if k == 0:
+            warn(
+                "name",
+                f"zltrace: {taken[0]!r} already exists (a file or symlink zltrace did not "
+                "create); it is left alone and the trace goes to the next free name",
+            )
+    raise OSError(errno.EEXIST, "no free trace file name", os.path.join(directory, stem))
 
 
 class AppendFile:
@@ -104,6 +203,7 @@ class AppendFile:
         self._opener = opener
         self._on_recreated = on_recreated
         self.fd: int | None = None
+        self.ident: Ident | None = None  # the file we created, once we have
         self.end = 0
 
     def open(self) -> int:
@@ -111,14 +211,14 @@ class AppendFile:
         fd = self.fd
         if fd is not None and os.fstat(fd).st_nlink == 0:
             self.drop()
-            fd = None
+            fd = self.ident = None
             if self._on_recreated is not None:
                 self._on_recreated(self.path)
         if fd is None:
             directory = os.path.dirname(self.path)
             if not os.path.isdir(directory):
-                os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd = self._opener(self.path, _APPEND, 0o600)
+                make_dirs(directory)
+            fd, self.ident = open_ours(self.path, self._opener, self.ident)
             self.end = os.fstat(fd).st_size
             self.fd = fd
         return fd
@@ -193,13 +293,14 @@ class DeadLetterFile:
         self._opener = opener
         self._private = private
         self.records = 0  # records in the file, not yet copied into the trace
+        self.ident: Ident | None = None  # the file we created, while it is there
         self._copied = 0  # bytes of the file already copied into the trace
 
     def append(self, lines: Sequence[bytes], records: int) -> None:
         """Append whole lines (``records`` of them), or leave the file as it was."""
         if self._private:
             private_dir(os.path.dirname(self.path))
-        fd = self._opener(self.path, _APPEND, 0o600)
+        fd, self.ident = open_ours(self.path, self._opener, self.ident)
         try:
             size = os.fstat(fd).st_size
             try:
@@ -217,7 +318,7 @@ class DeadLetterFile:
         Whole lines only, and from where the last attempt stopped: a copy that fails
         half-way neither leaves a torn line in the trace nor copies the first half twice.
         """
-        fd = os.open(self.path, os.O_RDONLY)
+        fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
         try:
             carry = b""
             while True:
@@ -237,6 +338,7 @@ class DeadLetterFile:
         # lines in both files; ``zltrace.read`` yields each of those ids once.
         try:
             os.unlink(self.path)
+            self.ident = None
         except OSError:
             with contextlib.suppress(OSError):
                 os.truncate(self.path, 0)

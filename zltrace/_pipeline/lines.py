@@ -49,6 +49,10 @@ class LineEncoder:
         self._store = store
         self._on_error = on_error
 
+    def rename(self, side_name: str) -> None:
+        """Point later lines at ``side_name`` (the writer picked another free name)."""
+        self._side = _js(side_name)
+
     def encode(self, f: Finished) -> bytes:
         """The line of one finished exchange (large bodies written to the side file now)."""
         request_body = "null" if f.request_body is None else self._body(f.request_body)

@@ -4,7 +4,9 @@ A redacted value becomes ``<redacted sha256:XXXXXXXXXXXX>``: an HMAC of the valu
 drawn at random for each tracer, so two requests in one trace file can be told apart (same
 key or not) while the value itself -- even a guessable one such as a Basic password --
 cannot be recovered or confirmed from the file. In a URL's query the same digest appears as
-``redacted-sha256-XXXXXXXXXXXX`` (URL-safe), so one token sent both ways shows the same digits.
+``redacted-sha256-XXXXXXXXXXXX`` (URL-safe), so one token sent both ways shows the same digits;
+so does the password of a URL's userinfo (``http://user:PASS@host/``), whatever the rules (the
+user name stays readable).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hmac
 import os
 import re
 from collections.abc import Sequence
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 
 def _matcher(patterns: Sequence[str]) -> re.Pattern[str]:
@@ -74,10 +76,21 @@ class Redactor:
         query and fragment (``#access_token=`` of OAuth redirects) replaced; and, for
         scrubbing error messages, each replaced value as written and as decoded, paired with
         the decoded value whose digest replaces it (so the digits match the URL's)."""
+        secrets: list[tuple[str, str]] = []
+        userinfo = _USERINFO.match(target)
+        if userinfo is not None:
+            password = userinfo.group(3)
+            decoded = unquote(password, errors="surrogateescape")
+            secrets.append((password, decoded))
+            if decoded != password:
+                secrets.append((decoded, decoded))
+            target = (
+                f"{userinfo.group(1)}{userinfo.group(2)}:redacted-sha256-{self._digest(decoded)}@"
+                + target[userinfo.end() :]
+            )
         start = _PARAMS.search(target)
         if start is None:
-            return target, []
-        secrets: list[tuple[str, str]] = []
+            return target, secrets
         parts = _PARAM_SPLIT.split(target[start.start() :])
         for i in range(1, len(parts), 2):  # the text after each ? # & ;
             name, eq, value = parts[i + 1].partition("=")
@@ -94,6 +107,10 @@ class Redactor:
             return target, []
         return target[: start.start()] + "".join(parts), secrets
 
+
+# ``scheme://user:password@``: the authority's userinfo up to its last ``@`` (before any / ? #),
+# split at the first ``:``. A password may be empty (then there is nothing to redact).
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):([^/?#]+)@")
 
 # Where the parameters start (the path before is never touched), and their separators, kept
 # by the split: ["", sep, param, sep, param, ...]. ``;`` counts as one, as some servers treat

@@ -31,6 +31,14 @@ record is dropped while there is anywhere to keep it:
    and the fallback file are re-driven into the trace (each file removed once copied).
 
 Each change of mode is logged once at WARNING (later repeats at DEBUG) and counted.
+
+The names are claimed before the first file is opened: the trace directory must be a
+directory we own that others cannot write (created 0700 if missing); one that is not is
+refused with one :class:`ZltraceWarning` naming it (``dir_name``, e.g. ``ZLTRACE_DIR``, and its
+value), and the files go to the fallback directory instead. A stem whose trace, side or
+dead-letter name is already taken (a planted file or symlink) is passed over for the next
+free one (``<stem>-1``, ...), with a warning. Every file is then created ``O_EXCL`` and never
+through a symlink (:mod:`.files`).
 """
 
 from __future__ import annotations
@@ -38,13 +46,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any, Callable
 
 import attrs
 
 from .._format import DEAD_LETTER_SUFFIX, SIDE_SUFFIX, TRACE_SUFFIX
-from .files import DeadLetterFile, Opener, SideFile, TraceFile
+from ..exceptions import ZltraceWarning
+from .files import DeadLetterFile, Opener, SideFile, TraceFile, claim_names
 from .finished import Buffer, Finished
 from .held import HeldLines, compress
 from .lines import LineEncoder
@@ -108,6 +118,7 @@ class WriteCounts:
     files_recreated = 0
     records_lost = 0
     last_error: str | None = None
+    dir_problem: str | None = None  # why the trace directory was refused, while it is
 
 
 class TraceWriter(WriteCounts):
@@ -123,20 +134,18 @@ class TraceWriter(WriteCounts):
         backoff_ms: int = 100,
         memory_limit: int = 10 * 1024 * 1024,
         fallback_dir: str | None = None,
+        dir_name: str = "Config.dir",
         clock: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
-        base = os.path.join(directory, stem)
-        self._trace = TraceFile(base + TRACE_SUFFIX, opener, self._recreated)
-        self._side = SideFile(base + SIDE_SUFFIX, opener)
-        self._dead = DeadLetterFile(base + DEAD_LETTER_SUFFIX, opener)
-        self._fallback = (
-            None
-            if fallback_dir is None
-            else DeadLetterFile(
-                os.path.join(fallback_dir, stem + DEAD_LETTER_SUFFIX), opener, private=True
-            )
-        )
+        self._directory = directory
+        self._stem = stem
+        self._opener = opener
+        self._fallback_dir = fallback_dir
+        self._dir_name = dir_name
+        self._claimed = False
+        self._warned: set[str] = set()
         self._encoder = LineEncoder(stem + SIDE_SUFFIX, self.spill, self.failed)
+        self._name(directory, stem)
         self._schedule = Schedule(retries, backoff_ms * 1_000_000, clock)
         self._meter = RateMeter(clock())
         self._losses = LossReport(clock)
@@ -151,6 +160,42 @@ class TraceWriter(WriteCounts):
         self._spill_at = 0  # clock time before which a failed spill is not tried again
         self.mode = "batched"
         self._modes_logged: set[str] = set()
+
+    def _name(self, directory: str, stem: str) -> None:
+        """The files of ``stem`` in ``directory`` (none opened yet)."""
+        opener, fallback_dir = self._opener, self._fallback_dir
+        base = os.path.join(directory, stem)
+        self._trace = TraceFile(base + TRACE_SUFFIX, opener, self._recreated)
+        self._side = SideFile(base + SIDE_SUFFIX, opener)
+        self._dead = DeadLetterFile(base + DEAD_LETTER_SUFFIX, opener)
+        self._fallback = (
+            None
+            if fallback_dir is None or directory == fallback_dir
+            else DeadLetterFile(
+                os.path.join(fallback_dir, stem + DEAD_LETTER_SUFFIX), opener, private=True
+            )
+        )
+        self._encoder.rename(stem + SIDE_SUFFIX)
+
+    def _claim(self) -> None:
+        """Check the directory and pick free names, before the first file is opened.
+
+        Raises ``OSError`` when neither the trace directory nor the fallback can be used
+        (tried again on the next write: a directory's state can change)."""
+        if self._claimed:
+            return
+        directory, stem = claim_names(
+            self._directory, self._stem, self._fallback_dir, self._dir_name, self._warn_once, self
+        )
+        self._name(directory, stem)
+        self._claimed = True
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        log.warning("%s", message)
+        warnings.warn(message, ZltraceWarning, stacklevel=2)
 
     @property
     def path(self) -> str:
@@ -183,6 +228,7 @@ class TraceWriter(WriteCounts):
             "outage_budget_s": None if seconds is None else round(seconds, 1),
             "fallback_records": self.fallback_records,
             "write_probes": self.probes,
+            "trace_dir_problem": self.dir_problem,
         }
 
     # -- input -------------------------------------------------------------------------------
@@ -190,6 +236,7 @@ class TraceWriter(WriteCounts):
     def spill(self, buffers: Sequence[Buffer]) -> int:
         """Store body bytes in the side file (large bodies, or bodies of exchanges still in
         flight under memory pressure); their offset. Raises ``OSError``."""
+        self._claim()
         offset = self._side.append(buffers)
         self.bytes_written += self._side.end - offset
         return offset
@@ -253,6 +300,7 @@ class TraceWriter(WriteCounts):
 
     def _write_lines(self, lines: list[bytes]) -> None:
         """Write ``lines`` to the trace file (removing each from the list once written)."""
+        self._claim()
         if self.mode == "immediate":
             while lines:
                 self._trace.append([lines[0]])
@@ -281,7 +329,7 @@ class TraceWriter(WriteCounts):
     def _dead_letter(self) -> None:
         """Everything waiting in memory goes to the dead-letter file, or stays held there."""
         self._dead_streak += 1
-        if self._move_to(self._dead, with_lines=True) is not None:
+        if self._move_to(fallback=False, with_lines=True) is not None:
             self._set_mode("memory", "neither the trace nor the dead-letter file can be written")
             self._hold()
             return
@@ -330,14 +378,24 @@ class TraceWriter(WriteCounts):
 
     def _spill_held(self) -> bool:
         """Move the held lines to the dead-letter file, else the fallback; True if all went."""
-        for target in (self._dead, self._fallback):
-            if target is not None and self._held:
-                self._move_to(target, with_lines=False)
+        for fallback in (False, True):
+            if self._held:
+                self._move_to(fallback, with_lines=False)
         return not self._held
 
-    def _move_to(self, target: DeadLetterFile, with_lines: bool) -> OSError | None:
-        """Append the held lines (and the buffered ones) to a dead-letter file, oldest first;
-        the error if it refused some (those stay where they were)."""
+    def _move_to(self, fallback: bool, with_lines: bool) -> OSError | None:
+        """Append the held lines (and the buffered ones) to the dead-letter file (or the
+        fallback's), oldest first; the error if it refused some (those stay where they were).
+        The dead-letter file needs the names claimed; the fallback checks its own directory."""
+        try:
+            self._claim()
+        except OSError as exc:
+            if not fallback:
+                self.failed("dead-letter write", exc)
+                return exc
+        target = self._fallback if fallback else self._dead
+        if target is None:
+            return None
         before = target.records
         error = None
         try:
@@ -348,9 +406,9 @@ class TraceWriter(WriteCounts):
                 self._lines_bytes = 0
         except OSError as exc:
             error = exc
-            self.failed("dead-letter write" if target is self._dead else "fallback write", exc)
+            self.failed("fallback write" if fallback else "dead-letter write", exc)
         moved = target.records - before
-        if target is self._dead:
+        if not fallback:
             self.dead_lettered_batches += bool(moved)
             self.dead_lettered_records += moved
         elif moved:
