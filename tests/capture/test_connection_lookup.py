@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
-from support.server import ScriptedServer, response
+from support.server import ScriptedServer, accept_each, response
 from support.trace import flushed, records
 
 import zltrace
@@ -139,15 +138,7 @@ class H2Server:
         ca.issue_cert("localhost", "127.0.0.1").configure_cert(self.ctx)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+        accept_each(self.sock, self._serve)
 
     def _serve(self, raw: socket.socket) -> None:
         h2 = self.h2

@@ -5,12 +5,12 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import urllib3
+from support.server import accept_each
 from support.trace import records
 
 import zltrace
@@ -28,19 +28,7 @@ class TLSServer:
         ca.issue_cert("localhost", "127.0.0.1").configure_cert(self.ctx)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.threads: list[threading.Thread] = []
-        self.accept = threading.Thread(target=self._accept, daemon=True)
-        self.accept.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                return
-            t = threading.Thread(target=self._serve, args=(raw,), daemon=True)
-            t.start()
-            self.threads.append(t)
+        accept_each(self.sock, self._serve)
 
     def _serve(self, raw: socket.socket) -> None:
         try:
@@ -69,15 +57,7 @@ class ConnectProxy:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.connects: list[bytes] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+        accept_each(self.sock, self._tunnel)
 
     def _tunnel(self, client: socket.socket) -> None:
         with client:

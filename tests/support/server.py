@@ -459,6 +459,21 @@ class ScriptedServer:
         self._graceful_close(sock)
 
 
+def accept_each(listener: socket.socket, handle: Callable[[socket.socket], None]) -> None:
+    """Serve each connection ``listener`` accepts with ``handle`` on a daemon thread of its
+    own, until the listener is closed (for tests' special-purpose servers)."""
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 # -- convenience builders ------------------------------------------------------------------
 
 
