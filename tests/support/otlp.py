@@ -19,6 +19,7 @@ import gzip
 import http.server
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -148,6 +149,7 @@ class OTLPReceiver:
         self.requests: list[Received] = []
         self.problems: list[str] = []
         self.attempts = 0  # POSTs seen, answered or not
+        self.inflight = 0  # POSTs being handled now
         self.lock = threading.Lock()
         outer = self
 
@@ -196,9 +198,30 @@ class OTLPReceiver:
             return msg
         raise ValueError(f"content-type {ctype!r}")
 
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Wait until no request is being handled (a killed client's included)."""
+        deadline = time.monotonic() + timeout
+        while self.inflight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not self.inflight, "a request is still being handled"
+
     def _handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.inflight += 1
+        try:
+            self._answer(h)
+        finally:
+            with self.lock:
+                self.inflight -= 1
+
+    def _answer(self, h: http.server.BaseHTTPRequestHandler) -> None:
         size = int(h.headers.get("Content-Length", "0"))
-        body = h.rfile.read(size)
+        try:
+            body = h.rfile.read(size)
+        except OSError:
+            return
+        if len(body) < size:
+            return  # the client died while sending: nothing was received
         headers = {k.lower(): v for k, v in h.headers.items()}
         with self.lock:
             self.attempts += 1
@@ -231,9 +254,12 @@ class OTLPReceiver:
                 out = ExportTraceServiceResponse().SerializeToString()
                 answer = (200, {"Content-Type": "application/x-protobuf"}, out)
         status, extra, data = answer
-        h.send_response(status)
-        for k, v in extra.items():
-            h.send_header(k, v)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+        try:
+            h.send_response(status)
+            for k, v in extra.items():
+                h.send_header(k, v)
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+        except OSError:
+            pass  # the client is gone (killed): what it sent was recorded all the same
