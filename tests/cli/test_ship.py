@@ -26,7 +26,7 @@ pytest.importorskip(
     "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
     reason="opentelemetry-proto is not installed (pip install -e '.[test]')",
 )
-from support.otlp import OTLPReceiver, Received, attributes  # noqa: E402
+from support.otlp import OTLPReceiver, Received, attributes
 
 
 def make_trace(trace_dir: Path, n_llm: int = 2, n_plain: int = 2) -> list[zltrace.Exchange]:
@@ -193,7 +193,8 @@ def test_variables_reach_the_request_and_own_traffic_is_not_traced(tmp_path: Pat
     (req,) = rx.requests
     assert req.headers["authorization"] == "Bearer tok" and req.headers["x-team"] == "obs"
     assert req.headers["content-type"] == "application/json"
-    res = {kv.key: kv.value.string_value for kv in req.message.resource_spans[0].resource.attributes}
+    resource = req.message.resource_spans[0].resource
+    res = {kv.key: kv.value.string_value for kv in resource.attributes}
     assert res["service.name"] == "checkout"
     traced = list(zltrace.read(own)) if own.exists() else []
     assert [ex.request.url for ex in traced if "/v1/traces" in ex.request.url] == []

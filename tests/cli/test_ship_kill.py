@@ -28,7 +28,7 @@ pytest.importorskip(
     "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
     reason="opentelemetry-proto is not installed (pip install -e '.[test]')",
 )
-from support.otlp import OTLPReceiver, Received  # noqa: E402
+from support.otlp import OTLPReceiver, Received
 
 
 def ids_of(exchanges: list[zltrace.Exchange]) -> set[bytes]:
@@ -88,7 +88,7 @@ def test_sigkill_and_restart_lose_nothing_and_duplicate_only_the_unrecorded_batc
                 stderr=subprocess.DEVNULL,
             )
             target = before + rng.randint(1, 3)
-            wait_until(lambda: len(rx.requests) >= target or proc.poll() is not None)
+            wait_until(lambda t=target, p=proc: len(rx.requests) >= t or p.poll() is not None)
             time.sleep(rng.uniform(0, 0.02))  # anywhere: sending, waiting, checkpointing
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)

@@ -113,8 +113,12 @@ def test_llm_spans_decode_with_the_official_definitions(
 def test_content_is_opt_in_and_capped(tracer: zltrace.Tracer) -> None:
     """--content puts prompt and completion on the span, each cut at the cap."""
     exchanges = llm_exchanges(tracer)
-    a = attributes(decode_proto([SpanMapper(content=True, content_max=20).span(exchanges[0])])
-                   .resource_spans[0].scope_spans[0].spans[0])
+    a = attributes(
+        decode_proto([SpanMapper(content=True, content_max=20).span(exchanges[0])])
+        .resource_spans[0]
+        .scope_spans[0]
+        .spans[0]
+    )
     assert a["gen_ai.input.messages"].startswith('{"model": "claude-x"')
     assert a["gen_ai.input.messages"].endswith("...[truncated]")
     assert len(a["gen_ai.output.messages"]) == 20 + len("...[truncated]")
