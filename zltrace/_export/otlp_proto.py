@@ -15,6 +15,7 @@ in two costs no re-encoding.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
@@ -25,7 +26,14 @@ __all__ = ["encode_request", "encode_span", "parse_response"]
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 
 
+_SMALL = [bytes((i,)) for i in range(128)]
+# Every field number written here is below 16: each tag is one byte.
+_TAGS = {(f, w): bytes((f << 3 | w,)) for f in range(1, 16) for w in (_VARINT, _I64, _LEN, _I32)}
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 128:
+        return _SMALL[n]
     if n < 0:
         n += 1 << 64  # int64 negatives: ten bytes of two's complement
     out = bytearray()
@@ -40,11 +48,12 @@ def _varint(n: int) -> bytes:
 
 
 def _tag(field: int, wire: int) -> bytes:
-    return _varint(field << 3 | wire)
+    return _TAGS[field, wire]
 
 
 def _len(field: int, payload: bytes) -> bytes:
-    return _tag(field, _LEN) + _varint(len(payload)) + payload
+    n = len(payload)
+    return _TAGS[field, _LEN] + (_SMALL[n] if n < 128 else _varint(n)) + payload
 
 
 def _str(field: int, text: str) -> bytes:
@@ -72,10 +81,14 @@ def any_value(value: AttrValue) -> bytes:
     return _len(1, value.encode("utf-8", "replace"))
 
 
+@functools.lru_cache(maxsize=1024)
+def _key(key: str) -> bytes:
+    # Attribute keys repeat on every span: encode each once.
+    return _str(1, key)
+
+
 def _attributes(field: int, attributes: Attributes) -> bytes:
-    return b"".join(
-        _len(field, _str(1, key) + _len(2, any_value(value))) for key, value in attributes
-    )
+    return b"".join(_len(field, _key(key) + _len(2, any_value(value))) for key, value in attributes)
 
 
 def _event(event: Event) -> bytes:
