@@ -92,3 +92,21 @@ def test_unusable_lines_are_skipped_and_dead_letters_read_once(tmp_path: Path) -
         warnings.simplefilter("error")
         assert urls(f) == []
     assert list(f.positions) == [str(d / "zltrace-x.jsonl")]
+
+
+def test_other_formats_are_followed_by_count_through_read(tmp_path: Path) -> None:
+    """A file the follower has no tail reader for is read whole by ``read()`` once it has
+    settled, and only the exchanges past the stored count are yielded."""
+    lines = trace_lines(tmp_path, 3)
+    other = tmp_path / "trace.other"
+    other.write_bytes(b"".join(lines[:2]))
+    f = Follower(other)
+    assert urls(f) == ["0", "1"]
+    assert urls(f) == []
+    with open(other, "ab") as out:
+        out.write(lines[2])
+    items = list(f.poll())
+    assert [i.exchange.request.url[-1] for i in items] == ["2"]
+    assert items[0].position.offset == 3
+    os.utime(other)  # just written: a follower that waits for files to settle skips it
+    assert urls(Follower(other, {str(other): items[0].position}, settle=60)) == []
