@@ -100,7 +100,7 @@ def test_llm_spans_decode_with_the_official_definitions(
     assert a[3]["gen_ai.response.model"] == CHAT_TEXT.message["model"]
     assert a[3]["gen_ai.usage.input_tokens"] == CHAT_TEXT.message["usage"]["prompt_tokens"]
     assert a[3]["gen_ai.response.finish_reasons"] == ["stop"]
-    assert got[1].name == f"chat {ANTHROPIC_TEXT.message['model']}"
+    assert got[1].name == "chat claude-x"
     plain = a[4]
     assert "gen_ai.system" not in plain and got[4].name == "GET"
     assert plain["http.response.status_code"] == 404 and plain["error.type"] == "404"
@@ -212,3 +212,16 @@ def test_partial_success_responses_parse() -> None:
     body = b'{"partialSuccess": {"rejectedSpans": "2", "errorMessage": "too old"}}'
     assert otlp_json.parse_response(body) == (2, "too old")
     assert otlp_json.parse_response(b"{}") == (0, "")
+
+
+def test_json_without_model_or_usage_is_no_llm_span(tracer: zltrace.Tracer) -> None:
+    """A JSON answer on an LLM API path that names no model and reports no usage (an error
+    to a GET) gets HTTP attributes only."""
+    with FakeLLM() as srv:
+        pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port), tracer=tracer)
+        pool.request("GET", "/v1/messages")
+    (ex,) = records(tracer)
+    assert ex.message() is not None
+    span = SpanMapper().span(ex)
+    assert span.name == "GET"
+    assert not [k for k, _ in span.attributes if k.startswith(("gen_ai.", "llm."))]

@@ -221,10 +221,12 @@ class SpanMapper:
         self, ex: Exchange, provider: str, path: str, add: Callable[[tuple[str, AttrValue]], None]
     ) -> str | None:
         """GenAI attributes of an LLM call; returns the span name, None if it is no LLM call."""
-        message = ex.message()
+        # A call that names a model or reports token usage; not any JSON (a model list).
         requested = model_of(None, ex.request.decoded_body, ex.request.url)
-        if message is None and requested is None:
+        usage = ex.usage()
+        if requested is None and usage is None:
             return None
+        message = ex.message()
         op = _operation(path)
         add(("gen_ai.operation.name", op))
         add(("gen_ai.provider.name", provider))
@@ -247,7 +249,6 @@ class SpanMapper:
             reasons = _finish_reasons(message)
             if reasons:
                 add(("gen_ai.response.finish_reasons", reasons))
-        usage = ex.usage()
         if usage is not None:
             prompt = usage.total_input_tokens
             add(("gen_ai.usage.input_tokens", prompt))
@@ -271,7 +272,9 @@ class SpanMapper:
                 add(("gen_ai.output.messages", text))
                 add(("output.value", text))
                 add(("output.mime_type", "application/json"))
-        return f"{op} {model}" if model else op
+        # The conventions name the span by the requested model.
+        named = requested or answered
+        return f"{op} {named}" if named else op
 
 
 def _port(parts: SplitResult) -> int | None:
