@@ -76,8 +76,11 @@ def test_no_gzip_and_small_batches(tmp_path: Path) -> None:
     assert len(rx.spans) == len(exchanges)
 
 
-def test_transient_answers_are_retried_honouring_retry_after(tmp_path: Path) -> None:
-    """503 and 429 (with Retry-After) are sent again until accepted; nothing lost or doubled."""
+def test_transient_answers_are_retried_honouring_retry_after(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """503 and 429 (with Retry-After) are sent again until accepted; nothing lost or doubled;
+    --stats counts it on stderr."""
     exchanges = make_trace(tmp_path / "t")
     answers = [(503, {"Retry-After": "0"}, b""), (429, {"Retry-After": "0"}, b"")]
 
@@ -88,6 +91,9 @@ def test_transient_answers_are_retried_honouring_retry_after(tmp_path: Path) -> 
         assert ship(str(tmp_path / "t"), "--otlp", rx.url, "--stats") == 0
     assert rx.attempts == 3
     assert sorted(s.span_id for s in rx.spans) == sorted(expected_ids(exchanges))
+    err = capsys.readouterr().err
+    assert f"ship: done read {len(exchanges)}, accepted {len(exchanges)}," in err
+    assert "requests 3, retries 2," in err
 
 
 def test_400_splits_then_dead_letters_only_the_bad_span(tmp_path: Path) -> None:

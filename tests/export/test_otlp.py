@@ -225,3 +225,15 @@ def test_json_without_model_or_usage_is_no_llm_span(tracer: zltrace.Tracer) -> N
     span = SpanMapper().span(ex)
     assert span.name == "GET"
     assert not [k for k, _ in span.attributes if k.startswith(("gen_ai.", "llm."))]
+
+
+def test_retry_after_takes_seconds_and_http_dates() -> None:
+    """Retry-After as delta seconds or an HTTP date (from now); anything else is ignored."""
+    from email.utils import formatdate
+
+    from zltrace._export.otlp_send import retry_after
+
+    assert retry_after("7", 1000.0) == 7.0
+    assert retry_after(formatdate(1030.0, usegmt=True), 1000.0) == 30.0
+    assert retry_after(formatdate(900.0, usegmt=True), 1000.0) == 0.0
+    assert retry_after("soon", 1000.0) is None and retry_after(None, 0.0) is None
