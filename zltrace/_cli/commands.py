@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from .._version import __version__
 from ..config import ENV_NAMES, resolve_env
 from ..exceptions import ZltraceWarning
-from . import run
+from . import run, ship
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -229,6 +229,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print JSON")
     st.add_argument("--progress", action="store_true", help="progress lines on stderr")
     run.add_parser(sub)
+    ship.add_parsers(sub)
     sub.add_parser(
         "dashboard", help="print a Grafana dashboard (JSON) for the /metrics endpoint's metrics"
     )
@@ -253,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stats(args)
     if args.command == "run":
         return run.main(args)
+    if args.command == "ship":
+        return ship.ship_main(args)
+    if args.command == "tail":
+        return ship.tail_main(args)
     if args.command == "dashboard":
         return _dashboard(args)
     parser.print_help(sys.stderr)
