@@ -1,14 +1,21 @@
 """The memory budget (``Config.memory_pool_size``): what the trace holds, and what happens at
 its limit. Owned by the worker thread; the caller only ever feels the last step below.
 
-Held on the trace's behalf, in bytes:
+Held on the trace's behalf, in bytes, objects included (a one-byte read costs the memory of
+a tuple, a ``bytes`` object and an ``int`` as well as its byte: counting payload only would let
+a million tiny reads hold a hundred times the budget):
 
-- body bytes of exchanges still in flight (the assembler's ``bytes_held``),
+- exchanges still in flight (the assembler's ``bytes_held``): body bytes, the objects that hold
+  them and the arrival times (:mod:`.inflight`),
 - encoded lines not yet in the trace file, retry and memory-fallback lines included (the
   writer's ``pending_bytes``),
 - events taken off the queue or still on it but not handled yet: their count times the mean
-  bytes per event seen so far (an estimate: counting bytes exactly would cost the caller a
-  ``len()`` and an add per chunk, and the queue's item count is free).
+  payload per event seen so far plus ``EVENT_COST``, what an event's objects take (an estimate:
+  counting bytes exactly would cost the caller a ``len()`` and an add per chunk, and the
+  queue's item count is free).
+
+The object sizes are measured with ``sys.getsizeof`` when this module is imported, so they are
+this interpreter's.
 
 Policy, in order (every step counted in ``stats()``):
 
@@ -35,6 +42,8 @@ Policy, in order (every step counted in ``stats()``):
 from __future__ import annotations
 
 import logging
+import sys
+from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,6 +58,14 @@ LOW = 0.50
 #: Longest a caller waits for the worker per chunk while throttled (never unbounded).
 THROTTLE_WAIT_S = 1.0
 THROTTLE_POLL_S = 0.0005
+
+#: A reference in a list, a queue or a ``__slots__`` field.
+SLOT = 8
+#: A ``bytes`` object beside its payload.
+BYTES_COST = sys.getsizeof(b"")
+#: One event on the queue beside its payload: the tuple ``(DATA, ex, data, t)``, the ``bytes``
+#: object, the ``int`` of its time (a ``perf_counter_ns`` value) and the queue's slot.
+EVENT_COST = sys.getsizeof((0, 0, b"", 0)) + BYTES_COST + sys.getsizeof(perf_counter_ns()) + SLOT
 
 
 class Budget:
