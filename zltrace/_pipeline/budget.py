@@ -101,7 +101,7 @@ class Budget:
         the side file cannot be written and the limit is passed, drop bytes (counted, logged)."""
         self.trims += 1
         try:
-            self.spilled_bytes += asm.spill(writer.spill, target)
+            self.spilled_bytes += asm.spill(writer.spill, target, writer.side_bytes)
         except OSError as exc:
             writer.failed("side file write (spill)", exc)
             if asm.bytes_held > self.limit:

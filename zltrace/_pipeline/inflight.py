@@ -1,0 +1,222 @@
+"""What an exchange in flight holds of its response: body pieces, arrival times, their cost.
+
+Worker thread (or the caller in standard mode), driven by the assembler.
+
+Rules:
+- Memory follows the bytes, not the number of reads. A piece smaller than ``COMPACT_BELOW``
+  is copied into the exchange's current tail ``bytearray`` (at most ``TAIL_MAX`` bytes each):
+  a million one-byte reads keep a few bytearrays alive, not a million ``bytes`` objects. The
+  copy per read is bounded by ``COMPACT_BELOW``, so it never holds the GIL long; larger pieces
+  stay references to the caller's own ``bytes`` (or ``memoryview`` slices of them), never
+  copied, as the writer hands them to ``os.writev``.
+- Arrival times are packed in an ``array('q')``: flat ``(end offset, ns after the start)``
+  pairs, 16 bytes a read instead of two ``int`` objects and two list slots.
+- ``cost`` is what these objects take, measured (``sys.getsizeof`` and ``__sizeof__``), not
+  the payload only; the memory budget adds it up.
+- Under memory pressure both go to the side file: the body as extents, the arrival times as
+  blocks of little-endian int64 pairs. The trace line wants the times of a body as one
+  block, so times spilled in flight are gathered at the end: read back and appended again in
+  bounded blocks (``GATHER_BLOCK``), never all in memory at once.
+- The recorded bytes and times are exactly those of the reads, in order, whatever was
+  compacted or spilled.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Sequence
+from typing import Callable, Union
+
+from .budget import BYTES_COST, SLOT
+from .finished import Buffer, Extent, Piece, StoredReads
+
+#: Pieces below this size are copied into the tail; larger ones are kept by reference.
+COMPACT_BELOW = 2048
+#: A tail ``bytearray`` takes at most this many bytes; then a new one starts (so growing it
+#: never reallocates more than this much at once).
+TAIL_MAX = 64 * 1024
+#: Arrival times are spilled only when they take at least this much (256 reads).
+TIMES_SPILL_MIN = 4096
+#: Spilled arrival times are read back and appended in blocks of at most this size.
+GATHER_BLOCK = 1 << 20
+
+VIEW_COST = sys.getsizeof(memoryview(b""))
+#: A spilled extent of a body (an :class:`Extent` and its two ints) or of arrival times (a
+#: tuple of two ints).
+EXTENT_COST = sys.getsizeof(Extent(0, 0)) + 2 * sys.getsizeof(1 << 40)
+SPAN_COST = sys.getsizeof((0, 0)) + 2 * sys.getsizeof(1 << 40)
+
+#: Appends buffers to the side file; returns their offset. Raises ``OSError``.
+Store = Callable[[Sequence[Buffer]], int]
+#: Reads ``size`` bytes of the side file at ``offset`` back. Raises ``OSError``.
+Load = Callable[[int, int], bytes]
+#: A piece while the exchange is in flight: a tail (``bytearray``) besides the finished kinds.
+Held = Union[bytes, bytearray, memoryview, Extent]
+
+_BIG_ENDIAN = sys.byteorder != "little"
+
+
+class Body:
+    """A response body (payload only: chunk framing already cut away) as it arrives."""
+
+    __slots__ = ("_ref", "cost", "items", "size", "tail")
+
+    def __init__(self) -> None:
+        self.items: list[Held] = []
+        self.tail: bytearray | None = None  # the bytearray small pieces go to, if any
+        self._ref: bytes | None = None  # the caller's bytes the last slice kept alive
+        self.size = 0  # payload bytes
+        self.cost = sys.getsizeof(self.items)
+
+    def add(self, data: bytes) -> None:
+        """Keep a whole ``bytes`` object the caller read."""
+        n = len(data)
+        self.size += n
+        if n < COMPACT_BELOW:
+            self._compact(data, n)
+        else:
+            self.items.append(data)
+            self.tail = None  # later small pieces go after this one
+            self.cost += n + BYTES_COST + SLOT
+
+    def add_slice(self, data: bytes, start: int, stop: int) -> None:
+        """Keep ``data[start:stop]`` (the payload inside a read that carried chunk framing)."""
+        n = stop - start
+        self.size += n
+        if n < COMPACT_BELOW:
+            self._compact(memoryview(data)[start:stop], n)
+            return
+        self.items.append(memoryview(data)[start:stop])
+        self.tail = None
+        self.cost += VIEW_COST + SLOT
+        if data is not self._ref:  # the slice keeps the whole read alive, framing included
+            self._ref = data
+            self.cost += len(data) + BYTES_COST
+
+    def _compact(self, data: bytes | memoryview, n: int) -> None:
+        tail = self.tail
+        if tail is None or len(tail) + n > TAIL_MAX:
+            tail = self.tail = bytearray()
+            self.items.append(tail)
+            self.cost += tail.__sizeof__() + SLOT
+        before = tail.__sizeof__()
+        try:
+            tail += data
+        except BufferError:  # pragma: no cover - a view of the tail is still alive somewhere
+            self.tail = None
+            self._compact(bytes(data), n)
+            return
+        self.cost += tail.__sizeof__() - before
+
+    def spill(self, store: Store | None) -> int:
+        """Move what is in memory to the side file (``store``), or forget it (None: nowhere
+        to put it). Returns the payload bytes moved or forgotten; ``OSError`` propagates,
+        nothing changed."""
+        items = self.items
+        buffers = [_buffer(p) for p in items if not isinstance(p, Extent)]
+        if not buffers:
+            return 0
+        size = sum(len(b) for b in buffers)
+        kept = [p for p in items if isinstance(p, Extent)]
+        if store is not None:
+            offset = store(buffers)
+            last = kept[-1] if kept else None
+            if last is not None and last.offset + last.size == offset:
+                kept[-1] = Extent(last.offset, last.size + size)
+            else:
+                kept.append(Extent(offset, size))
+        items[:] = kept
+        self.tail = None
+        self._ref = None
+        self.cost = sys.getsizeof(items) + len(kept) * (EXTENT_COST + SLOT)
+        return size
+
+    def pieces(self) -> list[Piece]:
+        """The pieces as the writer takes them (a tail becomes a ``memoryview`` of itself)."""
+        return [p if isinstance(p, Extent) else _buffer(p) for p in self.items]
+
+
+class Timings:
+    """Arrival times of a body: flat ``(end offset, ns after the start)`` pairs."""
+
+    __slots__ = ("arr", "cost", "count", "first", "spilled")
+
+    def __init__(self) -> None:
+        self.arr = array("q")
+        self.spilled: list[tuple[int, int]] = []  # (offset, size) blocks in the side file
+        self.count = 0  # pairs in all
+        self.first: int | None = None  # ns of the first arrival
+        self.cost = self.arr.__sizeof__() + sys.getsizeof(self.spilled)
+
+    def add(self, end: int, t: int) -> None:
+        arr = self.arr
+        before = arr.__sizeof__()
+        arr.append(end)
+        arr.append(t)
+        self.cost += arr.__sizeof__() - before
+        if self.first is None:
+            self.first = t
+        self.count += 1
+
+    def spill(self, store: Store) -> int:
+        """Move the pairs in memory to the side file when they are worth it; the bytes
+        stored. ``OSError`` propagates, nothing changed."""
+        arr = self.arr
+        if len(arr) * arr.itemsize < TIMES_SPILL_MIN:
+            return 0
+        data = _le(arr)
+        offset = store([data])
+        spilled = self.spilled
+        if spilled and spilled[-1][0] + spilled[-1][1] == offset:
+            spilled[-1] = (spilled[-1][0], spilled[-1][1] + len(data))
+        else:
+            spilled.append((offset, len(data)))
+        self.arr = array("q")
+        self.cost = self.arr.__sizeof__() + sys.getsizeof(spilled) + len(spilled) * SPAN_COST
+        return len(data)
+
+    def finished(self, store: Store | None, load: Load | None) -> Sequence[int] | StoredReads:
+        """All pairs for the record: in memory, or gathered into one side-file block when
+        some were spilled. Raises ``OSError`` when they cannot be gathered."""
+        if not self.spilled:
+            return self.arr
+        if store is None or load is None:  # pragma: no cover - spilled implies both known
+            raise OSError("arrival times were spilled but cannot be read back")
+        start: int | None = None
+        end = 0
+
+        def append(data: bytes) -> None:
+            nonlocal start, end
+            offset = store([data])
+            if start is None:
+                start = offset
+            elif offset != end:
+                raise OSError("the side file moved while arrival times were gathered")
+            end = offset + len(data)
+
+        for offset, size in self.spilled:
+            done = 0
+            while done < size:
+                n = min(GATHER_BLOCK, size - done)
+                data = load(offset + done, n)
+                if len(data) != n:
+                    raise OSError(f"side file: {len(data)} of {n} bytes read back at {offset}")
+                append(data)
+                done += n
+        if self.arr:
+            append(_le(self.arr))
+        assert start is not None
+        return StoredReads(start, self.count)
+
+
+def _buffer(p: bytes | bytearray | memoryview) -> Buffer:
+    # A memoryview of a bytearray pins its size: taken only of a tail nobody grows again.
+    return memoryview(p) if isinstance(p, bytearray) else p
+
+
+def _le(arr: array[int]) -> bytes:
+    if _BIG_ENDIAN:  # pragma: no cover - big-endian hosts
+        arr = array("q", arr)
+        arr.byteswap()
+    return arr.tobytes()
