@@ -27,7 +27,7 @@ from .endmark import ends_with_marker
 from .events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
 from .finished import Buffer, Extent, Finished, Piece, StoredReads
 from .heads import HeadEncoder
-from .inflight import Body, Load, Store, Timings
+from .inflight import InFlight, Load, Store
 from .redact import Redactor
 
 __all__ = ["Assembler", "Buffer", "Dechunker", "Extent", "Finished", "Piece"]
@@ -40,7 +40,7 @@ class Dechunker:
 
     SIZE, DATA, CRLF, TRAILER, DONE = range(5)
 
-    def __init__(self, body: Body) -> None:
+    def __init__(self, body: InFlight) -> None:
         self.state = self.SIZE
         self.line = b""
         self.left = 0
@@ -58,10 +58,7 @@ class Dechunker:
             state = self.state
             if state == self.DATA:
                 take = min(self.left, n - i)
-                if i == 0 and take == n:
-                    self.body.add(data)
-                else:
-                    self.body.add_slice(data, i, i + take)
+                self.body.add_slice(data, i, i + take)
                 i += take
                 got += take
                 self.left -= take
@@ -118,14 +115,12 @@ class _Open:
         "length",
         "logical",
         "method",
-        "nbody",
         "port",
         "scheme",
         "sent",
         "sent_t",
         "t0",
         "target",
-        "times",
     )
 
     def __init__(
@@ -153,14 +148,12 @@ class _Open:
         self.framing = "none"
         self.length: int | None = None
         self.dechunk: Dechunker | None = None
-        self.body = Body()
-        self.times = Timings()
-        self.nbody = 0
+        self.body = InFlight()
         self.last_t = t0
         self.error: dict[str, str] | None = None
-        #: Memory this exchange holds (objects included), for the budget: what was sent,
-        #: ``body.cost`` and ``times.cost``.
-        self.held = self.body.cost + self.times.cost
+        #: Memory this exchange holds (objects included), for the budget: what was sent
+        #: and ``body.cost``.
+        self.held = self.body.cost
         self.dropped = 0  # body bytes dropped: budget full and nowhere to spill them
 
 
@@ -211,14 +204,12 @@ class Assembler:
         for ex in sorted(self._open.values(), key=lambda e: e.held, reverse=True):
             if self.bytes_held <= target:
                 break
-            body, times = ex.body, ex.times
-            before = body.cost + times.cost
+            body = ex.body
+            before = body.cost
             # What stays referenced is the request; the response's chunks are released
             # (framing bytes included: the slices were their only references).
-            stored += body.spill(store)
-            if load is not None:
-                stored += times.spill(store)
-            released = before - body.cost - times.cost
+            stored += body.spill(store, times=load is not None)
+            released = before - body.cost
             ex.held -= released
             self.bytes_held -= released
         return stored
@@ -291,16 +282,14 @@ class Assembler:
         ex.last_t = t
         if ex.head is None:
             return
-        body, times = ex.body, ex.times
-        before = body.cost + times.cost
+        body = ex.body
         self.data_bytes += len(data)
         dechunk = ex.dechunk
         if dechunk is not None:
-            got = dechunk.feed(data)
-            if got:
-                ex.nbody += got
-                times.add(ex.nbody, t - ex.t0)
-            added = body.cost + times.cost - before
+            before = body.cost
+            if dechunk.feed(data):
+                body.arrived(t - ex.t0)
+            added = body.cost - before
             ex.held += added
             self.bytes_held += added
             if dechunk.done or dechunk.error:
@@ -311,13 +300,10 @@ class Assembler:
                     self._end(ex, "complete", t, out)
                 return
         else:
-            body.add(data)
-            ex.nbody += len(data)
-            times.add(ex.nbody, t - ex.t0)
-            added = body.cost + times.cost - before
+            added = body.add(data, t - ex.t0)
             ex.held += added
             self.bytes_held += added
-            if ex.length is not None and ex.nbody >= ex.length:
+            if ex.length is not None and body.size >= ex.length:
                 self._end(ex, "complete", t, out)
                 return
 
@@ -329,9 +315,9 @@ class Assembler:
             return
         if ex.error is None:
             if ex.framing == "length":
-                msg = f"connection closed after {ex.nbody} of {ex.length} body bytes"
+                msg = f"connection closed after {ex.body.size} of {ex.length} body bytes"
             else:
-                msg = f"connection closed before the last chunk ({ex.nbody} body bytes read)"
+                msg = f"connection closed before the last chunk ({ex.body.size} body bytes read)"
             ex.error = {"type": "zltrace.IncompleteBody", "message": msg}
         self._end(ex, "error", t, out)
 
@@ -369,7 +355,7 @@ class Assembler:
                 break
             body = ex.body
             before = body.cost
-            size = body.spill(None)
+            size = body.spill(None, times=False)
             ex.dropped += size
             dropped += size
             ex.held -= before - body.cost
@@ -409,7 +395,7 @@ class Assembler:
             (
                 None if ex.sent_t is None else ex.sent_t - t0,
                 None if ex.head is None else ex.head[0] - t0,
-                ex.times.first,
+                ex.body.first,
                 max(t_end, ex.last_t) - t0,
             ),
         )
@@ -418,12 +404,12 @@ class Assembler:
         """The body's arrival times; those spilled in flight gathered into one side-file
         block. If that fails they are left out, and the record says so."""
         try:
-            return ex.times.finished(self._store, self._load)
+            return ex.body.reads(self._store, self._load)
         except OSError as exc:
             if ex.error is None:
                 ex.error = {
                     "type": "zltrace.TimingsLost",
-                    "message": f"the arrival times of the body's {ex.times.count} reads could "
+                    "message": f"the arrival times of the body's {ex.body.count} reads could "
                     f"not be read back from the side file: {exc}",
                 }
             return []
@@ -441,7 +427,7 @@ class Assembler:
         body: list[Piece] | None = None
         if rest is not None:
             if parsed.chunked:
-                d = Dechunker(Body())
+                d = Dechunker(InFlight())
                 for piece in rest:
                     d.feed(bytes(piece) if isinstance(piece, memoryview) else piece)
                 body = d.body.pieces()

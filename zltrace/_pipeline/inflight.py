@@ -46,6 +46,8 @@ VIEW_COST = sys.getsizeof(memoryview(b""))
 #: tuple of two ints).
 EXTENT_COST = sys.getsizeof(Extent(0, 0)) + 2 * sys.getsizeof(1 << 40)
 SPAN_COST = sys.getsizeof((0, 0)) + 2 * sys.getsizeof(1 << 40)
+_BYTEARRAY_BASE = bytearray().__sizeof__()
+_ARRAY_BASE = array("q").__sizeof__()
 
 #: Appends buffers to the side file; returns their offset. Raises ``OSError``.
 Store = Callable[[Sequence[Buffer]], int]
@@ -57,128 +59,190 @@ Held = Union[bytes, bytearray, memoryview, Extent]
 _BIG_ENDIAN = sys.byteorder != "little"
 
 
-class Body:
-    """A response body (payload only: chunk framing already cut away) as it arrives."""
+class InFlight:
+    """The response body of an exchange in flight (payload only: chunk framing already cut
+    away) and its arrival times: flat ``(end offset, ns after the start)`` pairs."""
 
-    __slots__ = ("_ref", "cost", "items", "size", "tail")
+    __slots__ = (
+        "_arr_cap",
+        "_ref",
+        "_tail_cap",
+        "arr",
+        "cost",
+        "first",
+        "items",
+        "size",
+        "spilled",
+        "spilled_pairs",
+        "tail",
+    )
 
     def __init__(self) -> None:
         self.items: list[Held] = []
         self.tail: bytearray | None = None  # the bytearray small pieces go to, if any
+        self._tail_cap = 0  # bytes the tail takes before it reallocates
         self._ref: bytes | None = None  # the caller's bytes the last slice kept alive
         self.size = 0  # payload bytes
-        self.cost = sys.getsizeof(self.items)
+        self.arr = array("q")
+        self._arr_cap = 0  # numbers the array takes before it reallocates
+        self.spilled: list[tuple[int, int]] = []  # (offset, size) of times in the side file
+        self.spilled_pairs = 0
+        self.first: int | None = None  # ns of the first arrival
+        self.cost = sys.getsizeof(self.items) + self.arr.__sizeof__() + sys.getsizeof(self.spilled)
 
-    def add(self, data: bytes) -> None:
-        """Keep a whole ``bytes`` object the caller read."""
+    @property
+    def count(self) -> int:
+        """Arrivals in all."""
+        return self.spilled_pairs + len(self.arr) // 2
+
+    def add(self, data: bytes, t: int) -> int:
+        """Keep a whole read and its arrival (``t``: ns after the start); the memory added.
+
+        The common path of every read: written out, not split into helpers."""
         n = len(data)
-        self.size += n
+        size = self.size = self.size + n
+        cost = 0
         if n < COMPACT_BELOW:
-            self._compact(data, n)
+            tail = self.tail
+            if tail is None or len(tail) + n > TAIL_MAX:
+                cost += self._new_tail()
+                tail = self.tail
+                assert tail is not None
+            try:
+                tail += data
+            except BufferError:  # pragma: no cover - a view of the tail is alive somewhere
+                cost += self._new_tail()
+                tail = self.tail
+                assert tail is not None
+                tail += data
+            if len(tail) > self._tail_cap:
+                cost += self._tail_grew(tail)
         else:
             self.items.append(data)
             self.tail = None  # later small pieces go after this one
-            self.cost += n + BYTES_COST + SLOT
+            cost += n + BYTES_COST + SLOT
+        arr = self.arr
+        arr.append(size)
+        arr.append(t)
+        if len(arr) > self._arr_cap:
+            cost += self._arr_grew()
+        if self.first is None:
+            self.first = t
+        self.cost += cost
+        return cost
 
     def add_slice(self, data: bytes, start: int, stop: int) -> None:
-        """Keep ``data[start:stop]`` (the payload inside a read that carried chunk framing)."""
+        """Keep ``data[start:stop]`` (payload inside a read that carried chunk framing);
+        its arrival is told by :meth:`arrived`."""
         n = stop - start
         self.size += n
         if n < COMPACT_BELOW:
-            self._compact(memoryview(data)[start:stop], n)
+            tail = self.tail
+            if tail is None or len(tail) + n > TAIL_MAX:
+                self.cost += self._new_tail()
+                tail = self.tail
+                assert tail is not None
+            try:
+                tail += memoryview(data)[start:stop]
+            except BufferError:  # pragma: no cover - a view of the tail is alive somewhere
+                self.cost += self._new_tail()
+                tail = self.tail
+                assert tail is not None
+                tail += memoryview(data)[start:stop]
+            if len(tail) > self._tail_cap:
+                self.cost += self._tail_grew(tail)
+            return
+        self.tail = None
+        if start == 0 and stop == len(data):  # all payload: the read itself, not a view
+            self.items.append(data)
+            self.cost += n + BYTES_COST + SLOT
             return
         self.items.append(memoryview(data)[start:stop])
-        self.tail = None
         self.cost += VIEW_COST + SLOT
         if data is not self._ref:  # the slice keeps the whole read alive, framing included
             self._ref = data
             self.cost += len(data) + BYTES_COST
 
-    def _compact(self, data: bytes | memoryview, n: int) -> None:
-        tail = self.tail
-        if tail is None or len(tail) + n > TAIL_MAX:
-            tail = self.tail = bytearray()
-            self.items.append(tail)
-            self.cost += tail.__sizeof__() + SLOT
-        before = tail.__sizeof__()
-        try:
-            tail += data
-        except BufferError:  # pragma: no cover - a view of the tail is still alive somewhere
-            self.tail = None
-            self._compact(bytes(data), n)
-            return
-        self.cost += tail.__sizeof__() - before
+    def arrived(self, t: int) -> None:
+        """The payload kept so far arrived at ``t`` (ns after the start)."""
+        arr = self.arr
+        arr.append(self.size)
+        arr.append(t)
+        if len(arr) > self._arr_cap:
+            self.cost += self._arr_grew()
+        if self.first is None:
+            self.first = t
 
-    def spill(self, store: Store | None) -> int:
-        """Move what is in memory to the side file (``store``), or forget it (None: nowhere
-        to put it). Returns the payload bytes moved or forgotten; ``OSError`` propagates,
-        nothing changed."""
+    def _new_tail(self) -> int:
+        tail = self.tail = bytearray()
+        self.items.append(tail)
+        self._tail_cap = 0
+        return tail.__sizeof__() + SLOT
+
+    def _tail_grew(self, tail: bytearray) -> int:
+        """The tail reallocated: the memory it added."""
+        before = _BYTEARRAY_BASE + self._tail_cap + (1 if self._tail_cap else 0)
+        now = tail.__sizeof__()
+        self._tail_cap = now - _BYTEARRAY_BASE - 1  # one byte of it is a terminating NUL
+        return now - before
+
+    def _arr_grew(self) -> int:
+        arr = self.arr
+        before = _ARRAY_BASE + self._arr_cap * arr.itemsize
+        now = arr.__sizeof__()
+        self._arr_cap = (now - _ARRAY_BASE) // arr.itemsize
+        return now - before
+
+    def spill(self, store: Store | None, times: bool) -> int:
+        """Move what is in memory to the side file (``store``), or forget the body (None:
+        nowhere to put it); the arrival times too with ``times``, when they are worth it.
+        Returns the bytes moved or forgotten; ``OSError`` propagates, nothing changed."""
+        moved = 0
         items = self.items
         buffers = [_buffer(p) for p in items if not isinstance(p, Extent)]
-        if not buffers:
-            return 0
-        size = sum(len(b) for b in buffers)
-        kept = [p for p in items if isinstance(p, Extent)]
-        if store is not None:
-            offset = store(buffers)
-            last = kept[-1] if kept else None
-            if last is not None and last.offset + last.size == offset:
-                kept[-1] = Extent(last.offset, last.size + size)
+        if buffers:
+            size = sum(len(b) for b in buffers)
+            kept = [p for p in items if isinstance(p, Extent)]
+            if store is not None:
+                offset = store(buffers)
+                last = kept[-1] if kept else None
+                if last is not None and last.offset + last.size == offset:
+                    kept[-1] = Extent(last.offset, last.size + size)
+                else:
+                    kept.append(Extent(offset, size))
+            items[:] = kept
+            self.tail = None
+            self._ref = None
+            moved += size
+        arr = self.arr
+        if store is not None and times and len(arr) * arr.itemsize >= TIMES_SPILL_MIN:
+            data = _le(arr)
+            offset = store([data])
+            spilled = self.spilled
+            if spilled and spilled[-1][0] + spilled[-1][1] == offset:
+                spilled[-1] = (spilled[-1][0], spilled[-1][1] + len(data))
             else:
-                kept.append(Extent(offset, size))
-        items[:] = kept
-        self.tail = None
-        self._ref = None
-        self.cost = sys.getsizeof(items) + len(kept) * (EXTENT_COST + SLOT)
-        return size
+                spilled.append((offset, len(data)))
+            self.spilled_pairs += len(arr) // 2
+            self.arr = array("q")
+            self._arr_cap = 0
+            moved += len(data)
+        self.cost = (
+            sys.getsizeof(items)
+            + len(items) * (EXTENT_COST + SLOT)
+            + self.arr.__sizeof__()
+            + sys.getsizeof(self.spilled)
+            + len(self.spilled) * SPAN_COST
+        )
+        return moved
 
     def pieces(self) -> list[Piece]:
         """The pieces as the writer takes them (a tail becomes a ``memoryview`` of itself)."""
         return [p if isinstance(p, Extent) else _buffer(p) for p in self.items]
 
-
-class Timings:
-    """Arrival times of a body: flat ``(end offset, ns after the start)`` pairs."""
-
-    __slots__ = ("arr", "cost", "count", "first", "spilled")
-
-    def __init__(self) -> None:
-        self.arr = array("q")
-        self.spilled: list[tuple[int, int]] = []  # (offset, size) blocks in the side file
-        self.count = 0  # pairs in all
-        self.first: int | None = None  # ns of the first arrival
-        self.cost = self.arr.__sizeof__() + sys.getsizeof(self.spilled)
-
-    def add(self, end: int, t: int) -> None:
-        arr = self.arr
-        before = arr.__sizeof__()
-        arr.append(end)
-        arr.append(t)
-        self.cost += arr.__sizeof__() - before
-        if self.first is None:
-            self.first = t
-        self.count += 1
-
-    def spill(self, store: Store) -> int:
-        """Move the pairs in memory to the side file when they are worth it; the bytes
-        stored. ``OSError`` propagates, nothing changed."""
-        arr = self.arr
-        if len(arr) * arr.itemsize < TIMES_SPILL_MIN:
-            return 0
-        data = _le(arr)
-        offset = store([data])
-        spilled = self.spilled
-        if spilled and spilled[-1][0] + spilled[-1][1] == offset:
-            spilled[-1] = (spilled[-1][0], spilled[-1][1] + len(data))
-        else:
-            spilled.append((offset, len(data)))
-        self.arr = array("q")
-        self.cost = self.arr.__sizeof__() + sys.getsizeof(spilled) + len(spilled) * SPAN_COST
-        return len(data)
-
-    def finished(self, store: Store | None, load: Load | None) -> Sequence[int] | StoredReads:
-        """All pairs for the record: in memory, or gathered into one side-file block when
-        some were spilled. Raises ``OSError`` when they cannot be gathered."""
+    def reads(self, store: Store | None, load: Load | None) -> Sequence[int] | StoredReads:
+        """All arrival pairs for the record: in memory, or gathered into one side-file block
+        when some were spilled. Raises ``OSError`` when they cannot be gathered."""
         if not self.spilled:
             return self.arr
         if store is None or load is None:  # pragma: no cover - spilled implies both known
