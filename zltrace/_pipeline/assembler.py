@@ -22,13 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .budget import BYTES_COST, SLOT
 from .endmark import ends_with_marker
 from .events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
 from .finished import Buffer, Extent, Finished, Piece, StoredReads
 from .heads import HeadEncoder
 from .inflight import InFlight, Load, Store
 from .redact import Redactor
+from .sizes import BYTES_COST, SLOT
 
 __all__ = ["Assembler", "Buffer", "Dechunker", "Extent", "Finished", "Piece"]
 

@@ -14,8 +14,7 @@ a million tiny reads hold a hundred times the budget):
   counting bytes exactly would cost the caller a ``len()`` and an add per chunk, and the
   queue's item count is free).
 
-The object sizes are measured with ``sys.getsizeof`` when this module is imported, so they are
-this interpreter's.
+The object sizes are this interpreter's, measured when the package is imported (:mod:`.sizes`).
 
 Policy, in order (every step counted in ``stats()``):
 
@@ -42,8 +41,6 @@ Policy, in order (every step counted in ``stats()``):
 from __future__ import annotations
 
 import logging
-import sys
-from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -58,14 +55,6 @@ LOW = 0.50
 #: Longest a caller waits for the worker per chunk while throttled (never unbounded).
 THROTTLE_WAIT_S = 1.0
 THROTTLE_POLL_S = 0.0005
-
-#: A reference in a list, a queue or a ``__slots__`` field.
-SLOT = 8
-#: A ``bytes`` object beside its payload.
-BYTES_COST = sys.getsizeof(b"")
-#: One event on the queue beside its payload: the tuple ``(DATA, ex, data, t)``, the ``bytes``
-#: object, the ``int`` of its time (a ``perf_counter_ns`` value) and the queue's slot.
-EVENT_COST = sys.getsizeof((0, 0, b"", 0)) + BYTES_COST + sys.getsizeof(perf_counter_ns()) + SLOT
 
 
 class Budget:

@@ -28,8 +28,8 @@ from array import array
 from collections.abc import Sequence
 from typing import Callable, Union
 
-from .budget import BYTES_COST, SLOT
 from .finished import Buffer, Extent, Piece, StoredReads
+from .sizes import BYTES_COST, SLOT
 
 #: Pieces below this size are copied into the tail; larger ones are kept by reference.
 COMPACT_BELOW = 2048

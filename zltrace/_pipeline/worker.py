@@ -50,8 +50,9 @@ from time import perf_counter_ns, thread_time_ns
 from typing import Any, Callable
 
 from .assembler import Assembler, Finished
-from .budget import EVENT_COST, Budget
+from .budget import Budget
 from .observer import NULL_OBSERVER, WorkerObserver
+from .sizes import EVENT_COST
 from .writer import TraceWriter
 
 log = logging.getLogger(__name__)
