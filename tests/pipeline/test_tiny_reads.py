@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import urllib3
+from support.faults import Faults
 from support.server import ScriptedServer, response
 
 import zltrace
@@ -65,8 +66,11 @@ def test_held_memory_counts_the_objects_of_tiny_reads(trace_dir: Path, framing: 
     check_recorded(ex, body)
 
 
+@pytest.mark.parametrize("zero_latency", [True, False], ids=["zero-latency", "standard"])
 @pytest.mark.parametrize("framing", ["length", "chunked"])
-def test_tiny_reads_spill_and_come_back_exactly(trace_dir: Path, framing: str) -> None:
+def test_tiny_reads_spill_and_come_back_exactly(
+    trace_dir: Path, framing: str, zero_latency: bool
+) -> None:
     """Under the smallest budget 50,000 one-byte reads are spilled while in flight, body and
     arrival times both, and the record holds every byte and every read exactly once."""
     n = 50_000
@@ -75,7 +79,8 @@ def test_tiny_reads_spill_and_come_back_exactly(trace_dir: Path, framing: str) -
     with ScriptedServer(
         [response(200, body, framing=framing, chunk_sizes=[1000])], keep_alive=False
     ) as srv:
-        t = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), memory_pool_size=limit))
+        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=limit, zero_latency=zero_latency)
+        t = zltrace.Tracer(cfg)
         pool = t.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
         r = pool.request("GET", "/", preload_content=False)
         got = b"".join(r.stream(1))
@@ -91,6 +96,37 @@ def test_tiny_reads_spill_and_come_back_exactly(trace_dir: Path, framing: str) -
     assert "parts" in rs["body"] and rs["reads"]["count"] == n
     (ex,) = zltrace.read(t.path)
     check_recorded(ex, body)
+
+
+def test_tiny_reads_with_an_unwritable_side_file_drop_visibly(trace_dir: Path) -> None:
+    """Budget full and the side file on a full disk: the body bytes and arrival times held
+    are dropped (counted, and the record says so), memory stays bounded, and a failed spill
+    is not retried on every read."""
+    n = 50_000
+    limit = 64 * 1024
+    body = pattern(n)
+    opener = Faults()
+    opener.full = {".bodies"}
+    with ScriptedServer([response(200, body, chunk_sizes=[1000])], keep_alive=False) as srv:
+        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=limit)
+        t = zltrace.Tracer(cfg, opener=opener)
+        pool = t.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
+        r = pool.request("GET", "/", preload_content=False)
+        got = b"".join(r.stream(1))
+        r.release_conn()
+        pool.close()
+        assert t.close(timeout=60)
+    assert got == body
+    s = t.stats()
+    assert 0 < s["body_bytes_dropped"] < n
+    assert s["write_errors"] < n // 100, s["write_errors"]
+    assert s["records_lost"] == 0
+    (ex,) = zltrace.read(t.path)
+    assert ex.error is not None and ex.error.type == "zltrace.BodyDropped"
+    assert str(s["body_bytes_dropped"]) in ex.error.message
+    assert ex.response is not None
+    assert len(ex.response.raw_body) == n - s["body_bytes_dropped"]
+    assert 0 < len(ex.response.reads) < n
 
 
 MILLION_CHILD = textwrap.dedent(

@@ -105,6 +105,7 @@ class _Open:
         "body",
         "dechunk",
         "dropped",
+        "dropped_reads",
         "error",
         "ex",
         "framing",
@@ -155,6 +156,7 @@ class _Open:
         #: and ``body.cost``.
         self.held = self.body.cost
         self.dropped = 0  # body bytes dropped: budget full and nowhere to spill them
+        self.dropped_reads = 0  # arrival times dropped with them
 
 
 def _error_info(exc: BaseException) -> dict[str, str]:
@@ -348,15 +350,16 @@ class Assembler:
     def drop_bodies(self, target: int) -> int:
         """Last resort (budget full, side file unwritable): forget in-flight body bytes,
         largest first, until ``bytes_held <= target``; the records will say how many.
-        Returns the body bytes dropped. (Arrival times stay: 16 bytes a read.)"""
+        Their arrival times held in memory go too. Returns the body bytes dropped."""
         dropped = 0
         for ex in sorted(self._open.values(), key=lambda e: e.held, reverse=True):
             if self.bytes_held <= target:
                 break
             body = ex.body
             before = body.cost
-            size = body.spill(None, times=False)
+            size, pairs = body.drop()
             ex.dropped += size
+            ex.dropped_reads += pairs
             dropped += size
             ex.held -= before - body.cost
             self.bytes_held -= before - body.cost
@@ -367,11 +370,12 @@ class Assembler:
     def _finish(self, ex: _Open, outcome: str, t_end: int) -> Finished:
         request_json, request_body, secrets = self._request(ex)
         reads = self._reads(ex) if ex.head is not None else None
-        if ex.dropped and ex.error is None:
+        if (ex.dropped or ex.dropped_reads) and ex.error is None:
             ex.error = {
                 "type": "zltrace.BodyDropped",
-                "message": f"{ex.dropped} response body bytes were not kept: the memory budget "
-                "was full and the side file could not be written",
+                "message": f"{ex.dropped} response body bytes (and the arrival times of "
+                f"{ex.dropped_reads} reads) were not kept: the memory budget was full and the "
+                "side file could not be written",
             }
         error = ex.error
         if error is not None:

@@ -41,6 +41,7 @@ Policy, in order (every step counted in ``stats()``):
 from __future__ import annotations
 
 import logging
+from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ LOW = 0.50
 #: Longest a caller waits for the worker per chunk while throttled (never unbounded).
 THROTTLE_WAIT_S = 1.0
 THROTTLE_POLL_S = 0.0005
+#: After a spill failed, the side file is tried again no sooner than this.
+SPILL_RETRY_NS = 100_000_000
 
 
 class Budget:
@@ -73,6 +76,8 @@ class Budget:
         self.throttled = False
         self.max_queued = 0  # events callers may queue while throttled
         self.dropped_bytes = 0
+        self._retry_at = 0  # perf_counter_ns before which the side file is not tried again
+        self._spill_error: OSError | None = None
 
     def update(self, held: int) -> int:
         self.held = held
@@ -87,20 +92,29 @@ class Budget:
 
     def spill(self, asm: Assembler, writer: TraceWriter, target: int) -> None:
         """Steps 1 and 3: move in-flight bodies to the side file down to ``target`` bytes; if
-        the side file cannot be written and the limit is passed, drop bytes (counted, logged)."""
-        self.trims += 1
-        try:
-            self.spilled_bytes += asm.spill(writer.spill, target, writer.side_bytes)
-        except OSError as exc:
-            writer.failed("side file write (spill)", exc)
-            if asm.bytes_held > self.limit:
-                dropped = asm.drop_bodies(target)
-                self.dropped_bytes += dropped
-                log.critical(
-                    "zltrace: %d in-flight body bytes dropped: the memory budget (%d bytes) is "
-                    "full and the side file cannot be written (%s); %d dropped so far",
-                    dropped,
-                    self.limit,
-                    exc,
-                    self.dropped_bytes,
-                )
+        the side file cannot be written and the limit is passed, drop bytes (counted, logged).
+
+        After a failed write the side file is left alone for ``SPILL_RETRY_NS``: with many
+        small reads the budget is crossed again after a few of them, and trying the disk
+        each time would cost a failed write per read."""
+        now = perf_counter_ns()
+        if now >= self._retry_at:
+            self.trims += 1
+            try:
+                self.spilled_bytes += asm.spill(writer.spill, target, writer.side_bytes)
+                return
+            except OSError as exc:
+                writer.failed("side file write (spill)", exc)
+                self._retry_at = now + SPILL_RETRY_NS
+                self._spill_error = exc
+        if asm.bytes_held > self.limit:
+            dropped = asm.drop_bodies(target)
+            self.dropped_bytes += dropped
+            log.critical(
+                "zltrace: %d in-flight body bytes dropped: the memory budget (%d bytes) is "
+                "full and the side file cannot be written (%s); %d dropped so far",
+                dropped,
+                self.limit,
+                self._spill_error,
+                self.dropped_bytes,
+            )

@@ -193,29 +193,28 @@ class InFlight:
         self._arr_cap = (now - _ARRAY_BASE) // arr.itemsize
         return now - before
 
-    def spill(self, store: Store | None, times: bool) -> int:
-        """Move what is in memory to the side file (``store``), or forget the body (None:
-        nowhere to put it); the arrival times too with ``times``, when they are worth it.
-        Returns the bytes moved or forgotten; ``OSError`` propagates, nothing changed."""
+    def spill(self, store: Store, times: bool) -> int:
+        """Move the body held in memory to the side file (``store``), and the arrival times
+        too with ``times``, when they are worth it. Returns the bytes moved; ``OSError``
+        propagates, nothing changed."""
         moved = 0
         items = self.items
         buffers = [_buffer(p) for p in items if not isinstance(p, Extent)]
         if buffers:
             size = sum(len(b) for b in buffers)
             kept = [p for p in items if isinstance(p, Extent)]
-            if store is not None:
-                offset = store(buffers)
-                last = kept[-1] if kept else None
-                if last is not None and last.offset + last.size == offset:
-                    kept[-1] = Extent(last.offset, last.size + size)
-                else:
-                    kept.append(Extent(offset, size))
+            offset = store(buffers)
+            last = kept[-1] if kept else None
+            if last is not None and last.offset + last.size == offset:
+                kept[-1] = Extent(last.offset, last.size + size)
+            else:
+                kept.append(Extent(offset, size))
             items[:] = kept
             self.tail = None
             self._ref = None
             moved += size
         arr = self.arr
-        if store is not None and times and len(arr) * arr.itemsize >= TIMES_SPILL_MIN:
+        if times and len(arr) * arr.itemsize >= TIMES_SPILL_MIN:
             data = _le(arr)
             offset = store([data])
             spilled = self.spilled
@@ -227,14 +226,32 @@ class InFlight:
             self.arr = array("q")
             self._arr_cap = 0
             moved += len(data)
+        self._recost()
+        return moved
+
+    def drop(self) -> tuple[int, int]:
+        """Forget the body bytes and arrival times held in memory (last resort: the budget is
+        full and the side file cannot be written); how many bytes and arrivals."""
+        items = self.items
+        size = sum(len(p) for p in items if not isinstance(p, Extent))
+        items[:] = [p for p in items if isinstance(p, Extent)]
+        pairs = len(self.arr) // 2
+        self.tail = None
+        self._ref = None
+        self.arr = array("q")
+        self._arr_cap = 0
+        self._recost()
+        return size, pairs
+
+    def _recost(self) -> None:
+        """The cost once nothing but extents is held (after a spill or a drop)."""
         self.cost = (
-            sys.getsizeof(items)
-            + len(items) * (EXTENT_COST + SLOT)
+            sys.getsizeof(self.items)
+            + len(self.items) * (EXTENT_COST + SLOT)
             + self.arr.__sizeof__()
             + sys.getsizeof(self.spilled)
             + len(self.spilled) * SPAN_COST
         )
-        return moved
 
     def pieces(self) -> list[Piece]:
         """The pieces as the writer takes them (a tail becomes a ``memoryview`` of itself)."""

@@ -285,6 +285,10 @@ class Worker:
         self._pressure()
         self._flush()
         budget.spill(self._asm, self._writer, max(0, self._spill_at - (budget.high - budget.low)))
+        if self._asm.bytes_held > self._spill_at:
+            # Nothing could go (the side file fails, or what is left cannot be spilled): wait
+            # for the limit itself (then bodies are dropped), or the next batch's accounting.
+            self._spill_at = budget.limit
 
     def _pressure(self, ending: bool = False) -> None:
         """Bound the queue while the budget is under pressure (step 2 of the policy)."""
