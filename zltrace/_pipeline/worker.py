@@ -307,9 +307,13 @@ class Worker:
                 budget.throttles += 1
                 budget.max_queued = max(16, quota // cost)
                 self._on_pressure(True)
-        elif ending or (held < budget.low and self._backlog < budget.max_queued):
-            # Lifted once callers no longer fill the queue to its bound between two batches
-            # (else the next batch would bring the queue back over it at once).
+        elif ending or (
+            held < budget.low
+            and max(self._backlog, self._q.qsize()) <= budget.max_queued // 4
+        ):
+            # Lifted only once callers fill the queue slowly: lifted while they still press
+            # against the bound, they would flood the queue the moment this thread is not
+            # scheduled (a loaded machine), before it could bound it again.
             budget.throttled = False
             if self._on_pressure is not None:
                 self._on_pressure(False)
