@@ -308,8 +308,7 @@ class Worker:
                 budget.max_queued = max(16, quota // cost)
                 self._on_pressure(True)
         elif ending or (
-            held < budget.low
-            and max(self._backlog, self._q.qsize()) <= budget.max_queued // 4
+            held < budget.low and max(self._backlog, self._q.qsize()) <= budget.max_queued // 4
         ):
             # Lifted only once callers fill the queue slowly: lifted while they still press
             # against the bound, they would flood the queue the moment this thread is not
