@@ -22,13 +22,17 @@ Policy, in order (every step counted in ``stats()``):
    flight are spilled to the side file, largest first, down to ``LOW`` (50%). The record
    then points at the side-file extents; nothing is lost and the app notices nothing. This is
    what keeps a 1 GB streamed response within the budget.
-2. Above ``RESUME`` (75%), in all (the app reads faster than the worker can store, or a
-   spill is blocked in ``write()`` by the kernel's writeback throttling): the queue is bounded
-   to a quarter of the budget. An app thread that finds it full waits, polling every
-   ``THROTTLE_POLL_S`` for at most ``THROTTLE_WAIT_S`` per chunk, until the worker has made
-   room; below ``LOW`` (50%) the bound is lifted. Slower, but nothing lost -- the only time
-   zero-latency mode makes the caller wait, and only while the budget is under pressure.
-   (The check is a ``qsize()`` per chunk, paid only in that state.)
+2. Above ``RESUME`` (75%) in all, or with more than a quarter of the budget queued (the app
+   reads faster than the worker can store, or a spill is blocked in ``write()`` by the
+   kernel's writeback throttling): the queue is bounded to a quarter of the budget. An app
+   thread that finds it full waits, polling every ``THROTTLE_POLL_S`` for at most
+   ``THROTTLE_WAIT_S`` per chunk, until the worker has made room; the bound is lifted below
+   ``LOW`` (50%) once callers fill the queue slowly again. Slower, but nothing lost -- the
+   only time zero-latency mode makes the caller wait, and only while the budget is under
+   pressure. (The check is a ``qsize()`` per chunk, paid only in that state.) The bound is
+   set by the worker, so it can only follow what it sees: before it first runs in a burst
+   (a loaded machine may not schedule it for tens of milliseconds) callers queue freely, and
+   the held total can pass the budget by what they queued meanwhile.
 3. Spilling impossible (the side file cannot be written) and still above the limit: bytes of
    in-flight bodies are dropped, largest first, and the exchange's record says so
    (``error.type`` ``zltrace.BodyDropped``, with the count); ``stats()["body_bytes_dropped"]``
