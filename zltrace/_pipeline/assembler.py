@@ -1,7 +1,10 @@
 """Turns the caller's events into finished exchanges (worker thread, or caller in standard mode).
 
 Rules:
-- Pure bookkeeping, no I/O: events in, :class:`Finished` exchanges out, each exactly once.
+- Pure bookkeeping, no I/O of its own: events in, :class:`Finished` exchanges out, each
+  exactly once. The side file is reached only through the ``store`` and ``load`` that
+  :meth:`Assembler.spill` is handed (spilling under memory pressure, and gathering the
+  arrival times spilled that way when their exchange ends).
 - Per event the work is O(1) Python plus slicing; no large body piece is copied or joined
   here. What an exchange holds of its response (pieces kept by reference, small ones
   compacted, arrival times packed) and what that costs in memory is :mod:`.inflight`'s.
