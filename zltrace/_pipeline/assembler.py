@@ -1,10 +1,13 @@
 """Turns the caller's events into finished exchanges (worker thread, or caller in standard mode).
 
 Rules:
-- Pure bookkeeping, no I/O: events in, :class:`Finished` exchanges out, each exactly once.
-- Per event the work is O(1) Python plus slicing; no body is copied or joined here. Body
-  pieces stay references to the ``bytes`` the caller read (or ``memoryview`` slices of them
-  where chunk framing has to be cut away), so the writer can hand them to ``os.writev``.
+- Pure bookkeeping, no I/O of its own: events in, :class:`Finished` exchanges out, each
+  exactly once. The side file is reached only through the ``store`` and ``load`` that
+  :meth:`Assembler.spill` is handed (spilling under memory pressure, and gathering the
+  arrival times spilled that way when their exchange ends).
+- Per event the work is O(1) Python plus slicing; no large body piece is copied or joined
+  here. What an exchange holds of its response (pieces kept by reference, small ones
+  compacted, arrival times packed) and what that costs in memory is :mod:`.inflight`'s.
 - An exchange ends at the first of: its body is complete by its framing (Content-Length
   reached, the zero-size chunk and its trailers read, end of stream for close-delimited
   bodies); end of stream before that (outcome ``error``); ``close()`` of the response before
@@ -19,30 +22,33 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Sequence
+from typing import Any
 
 from .endmark import ends_with_marker
 from .events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
-from .finished import Buffer, Extent, Finished, Piece
+from .finished import Buffer, Extent, Finished, Piece, StoredReads
 from .heads import HeadEncoder
+from .inflight import InFlight, Load, Store
 from .redact import Redactor
+from .sizes import BYTES_COST, SLOT
 
 __all__ = ["Assembler", "Buffer", "Dechunker", "Extent", "Finished", "Piece"]
 
 
 class Dechunker:
-    """Incremental parser of HTTP/1.1 chunked framing; collects the payload as slices."""
+    """Incremental parser of HTTP/1.1 chunked framing; collects the payload into ``body``."""
 
-    __slots__ = ("crlf_left", "done", "error", "left", "line", "pieces", "state")
+    __slots__ = ("body", "crlf_left", "done", "error", "left", "line", "state")
 
     SIZE, DATA, CRLF, TRAILER, DONE = range(5)
 
-    def __init__(self) -> None:
+    def __init__(self, body: InFlight) -> None:
         self.state = self.SIZE
         self.line = b""
         self.left = 0
         self.crlf_left = 0
-        self.pieces: list[Piece] = []
+        self.body = body
         self.done = False
         self.error: str | None = None
 
@@ -55,10 +61,7 @@ class Dechunker:
             state = self.state
             if state == self.DATA:
                 take = min(self.left, n - i)
-                if i == 0 and take == n:
-                    self.pieces.append(data)
-                else:
-                    self.pieces.append(memoryview(data)[i : i + take])
+                self.body.add_slice(data, i, i + take)
                 i += take
                 got += take
                 self.left -= take
@@ -102,8 +105,10 @@ class Dechunker:
 
 class _Open:
     __slots__ = (
+        "body",
         "dechunk",
         "dropped",
+        "dropped_reads",
         "error",
         "ex",
         "framing",
@@ -114,10 +119,7 @@ class _Open:
         "length",
         "logical",
         "method",
-        "nbody",
-        "pieces",
         "port",
-        "reads",
         "scheme",
         "sent",
         "sent_t",
@@ -150,13 +152,14 @@ class _Open:
         self.framing = "none"
         self.length: int | None = None
         self.dechunk: Dechunker | None = None
-        self.pieces: list[Piece] = []
-        self.reads: list[int] = []
-        self.nbody = 0
+        self.body = InFlight()
         self.last_t = t0
         self.error: dict[str, str] | None = None
-        self.held = 0  # bytes referenced by this exchange, for the memory budget
+        #: Memory this exchange holds (objects included), for the budget: what was sent
+        #: and ``body.cost``.
+        self.held = self.body.cost
         self.dropped = 0  # body bytes dropped: budget full and nowhere to spill them
+        self.dropped_reads = 0  # arrival times dropped with them
 
 
 def _error_info(exc: BaseException) -> dict[str, str]:
@@ -180,47 +183,41 @@ class Assembler:
         self._wall0 = wall0_ns
         self._perf0 = perf0_ns
         self._heads = HeadEncoder(redactor)
-        self.bytes_held = 0
+        self.bytes_held = 0  # memory held by open exchanges, objects included
         self.data_bytes = 0  # response bytes seen in all (for the queue's byte estimate)
+        # The side file, as the last spill reached it: spilled arrival times are gathered
+        # from it when their exchange ends.
+        self._store: Store | None = None
+        self._load: Load | None = None
 
     @property
     def open_count(self) -> int:
         return len(self._open)
 
-    def spill(self, store: Callable[[list[Buffer]], int], target: int) -> int:
-        """Move response bodies of open exchanges, largest first, out of memory.
+    def spill(self, store: Store, target: int, load: Load | None = None) -> int:
+        """Move response bodies (and arrival times) of open exchanges, largest first, out of
+        memory.
 
-        ``store`` writes the pieces somewhere durable (the side file) and returns the offset
-        they start at; the pieces are replaced by an :class:`Extent`. Stops once
-        ``bytes_held <= target``; an ``OSError`` from ``store`` propagates. Returns the bytes
-        freed.
+        ``store`` writes buffers somewhere durable (the side file) and returns the offset
+        they start at; the pieces are replaced by an :class:`Extent`. Arrival times are
+        moved too when ``load`` can read them back at the exchange's end. Stops once
+        ``bytes_held <= target``; an ``OSError`` from ``store`` propagates. Returns the
+        bytes stored.
         """
-        freed = 0
+        self._store, self._load = store, load
+        stored = 0
         for ex in sorted(self._open.values(), key=lambda e: e.held, reverse=True):
             if self.bytes_held <= target:
                 break
-            pieces = ex.dechunk.pieces if ex.dechunk is not None else ex.pieces
-            buffers = [p for p in pieces if not isinstance(p, Extent)]
-            if not buffers:
-                continue
-            size = sum(len(b) for b in buffers)
-            offset = store(buffers)
-            kept = [p for p in pieces if isinstance(p, Extent)]
-            if store is _drop:
-                ex.dropped += size
-            elif kept and kept[-1].offset + kept[-1].size == offset:
-                kept[-1] = Extent(kept[-1].offset, kept[-1].size + size)
-            else:
-                kept.append(Extent(offset, size))
-            pieces[:] = kept  # in place: the Dechunker keeps appending to this list
+            body = ex.body
+            before = body.cost
             # What stays referenced is the request; the response's chunks are released
             # (framing bytes included: the slices were their only references).
-            sent = sum(len(b) for b in ex.sent)
-            released = ex.held - sent
-            ex.held = sent
+            stored += body.spill(store, times=load is not None)
+            released = before - body.cost
+            ex.held -= released
             self.bytes_held -= released
-            freed += released
-        return freed
+        return stored
 
     def handle(self, ev: tuple[Any, ...], out: list[Finished]) -> None:
         """Apply one event; append any exchange it ended to ``out``."""
@@ -234,13 +231,15 @@ class Assembler:
             if ex is not None:
                 ex.sent.append(ev[2])
                 ex.sent_t = ex.last_t = ev[3]
-                ex.held += len(ev[2])
-                self.bytes_held += len(ev[2])
+                cost = len(ev[2]) + BYTES_COST + SLOT
+                ex.held += cost
+                self.bytes_held += cost
         elif kind == START:
             _, n, prev, logical, t, scheme, host, port, method, target = ev
             if prev in self._open:
                 self._stopped(self._open[prev], t, out)
-            self._open[n] = _Open(n, logical, t, scheme, host, port, str(method), str(target))
+            ex = self._open[n] = _Open(n, logical, t, scheme, host, port, str(method), str(target))
+            self.bytes_held += ex.held
         elif kind == HEAD:
             ex = self._open.get(ev[1])
             if ex is not None:
@@ -275,7 +274,7 @@ class Assembler:
             self._end(ex, "complete", t, out)
         elif chunked:
             ex.framing = "chunked"
-            ex.dechunk = Dechunker()
+            ex.dechunk = Dechunker(ex.body)
         elif length is None:
             ex.framing = "close"
         else:
@@ -288,18 +287,17 @@ class Assembler:
         ex.last_t = t
         if ex.head is None:
             return
-        n = len(data)
-        ex.held += n
-        self.bytes_held += n
-        self.data_bytes += n
+        body = ex.body
+        self.data_bytes += len(data)
         dechunk = ex.dechunk
         if dechunk is not None:
-            got = dechunk.feed(data)
-            if got:
-                ex.nbody += got
-                ex.reads += (ex.nbody, t - ex.t0)
+            before = body.cost
+            if dechunk.feed(data):
+                body.arrived(t - ex.t0)
+            added = body.cost - before
+            ex.held += added
+            self.bytes_held += added
             if dechunk.done or dechunk.error:
-                ex.pieces = dechunk.pieces
                 if dechunk.error:
                     ex.error = {"type": "zltrace.FramingError", "message": dechunk.error}
                     self._end(ex, "error", t, out)
@@ -307,10 +305,10 @@ class Assembler:
                     self._end(ex, "complete", t, out)
                 return
         else:
-            ex.pieces.append(data)
-            ex.nbody += len(data)
-            ex.reads += (ex.nbody, t - ex.t0)
-            if ex.length is not None and ex.nbody >= ex.length:
+            added = body.add(data, t - ex.t0)
+            ex.held += added
+            self.bytes_held += added
+            if ex.length is not None and body.size >= ex.length:
                 self._end(ex, "complete", t, out)
                 return
 
@@ -322,9 +320,9 @@ class Assembler:
             return
         if ex.error is None:
             if ex.framing == "length":
-                msg = f"connection closed after {ex.nbody} of {ex.length} body bytes"
+                msg = f"connection closed after {ex.body.size} of {ex.length} body bytes"
             else:
-                msg = f"connection closed before the last chunk ({ex.nbody} body bytes read)"
+                msg = f"connection closed before the last chunk ({ex.body.size} body bytes read)"
             ex.error = {"type": "zltrace.IncompleteBody", "message": msg}
         self._end(ex, "error", t, out)
 
@@ -346,8 +344,6 @@ class Assembler:
         self, ex: _Open, outcome: str, t: int, out: list[Finished], by: str = "framing"
     ) -> None:
         del self._open[ex.ex]
-        if ex.dechunk is not None:
-            ex.pieces = ex.dechunk.pieces
         self.bytes_held -= ex.held
         finished = self._finish(ex, outcome, t)
         if outcome == "complete":
@@ -356,18 +352,33 @@ class Assembler:
 
     def drop_bodies(self, target: int) -> int:
         """Last resort (budget full, side file unwritable): forget in-flight body bytes,
-        largest first, until ``bytes_held <= target``; the records will say how many."""
-        return self.spill(_drop, target)
+        largest first, until ``bytes_held <= target``; the records will say how many.
+        Their arrival times held in memory go too. Returns the body bytes dropped."""
+        dropped = 0
+        for ex in sorted(self._open.values(), key=lambda e: e.held, reverse=True):
+            if self.bytes_held <= target:
+                break
+            body = ex.body
+            before = body.cost
+            size, pairs = body.drop()
+            ex.dropped += size
+            ex.dropped_reads += pairs
+            dropped += size
+            ex.held -= before - body.cost
+            self.bytes_held -= before - body.cost
+        return dropped
 
     # -- building the record ---------------------------------------------------------------
 
     def _finish(self, ex: _Open, outcome: str, t_end: int) -> Finished:
         request_json, request_body, secrets = self._request(ex)
-        if ex.dropped and ex.error is None:
+        reads = self._reads(ex) if ex.head is not None else None
+        if (ex.dropped or ex.dropped_reads) and ex.error is None:
             ex.error = {
                 "type": "zltrace.BodyDropped",
-                "message": f"{ex.dropped} response body bytes were not kept: the memory budget "
-                "was full and the side file could not be written",
+                "message": f"{ex.dropped} response body bytes (and the arrival times of "
+                f"{ex.dropped_reads} reads) were not kept: the memory budget was full and the "
+                "side file could not be written",
             }
         error = ex.error
         if error is not None:
@@ -384,17 +395,31 @@ class Assembler:
             request_json,
             request_body,
             response_json,
-            ex.pieces if ex.head is not None else None,
-            ex.reads if ex.head is not None else None,
+            ex.body.pieces() if ex.head is not None else None,
+            reads,
             outcome,
             error,
             (
                 None if ex.sent_t is None else ex.sent_t - t0,
                 None if ex.head is None else ex.head[0] - t0,
-                ex.reads[1] if ex.reads else None,
+                ex.body.first,
                 max(t_end, ex.last_t) - t0,
             ),
         )
+
+    def _reads(self, ex: _Open) -> Sequence[int] | StoredReads:
+        """The body's arrival times; those spilled in flight gathered into one side-file
+        block. If that fails they are left out, and the record says so."""
+        try:
+            return ex.body.reads(self._store, self._load)
+        except OSError as exc:
+            if ex.error is None:
+                ex.error = {
+                    "type": "zltrace.TimingsLost",
+                    "message": f"the arrival times of the body's {ex.body.count} reads could "
+                    f"not be read back from the side file: {exc}",
+                }
+            return []
 
     def _request(self, ex: _Open) -> tuple[str, list[Piece] | None, list[tuple[str, str]]]:
         """The request's JSON fragment (without its body), its body pieces, its secrets.
@@ -409,10 +434,10 @@ class Assembler:
         body: list[Piece] | None = None
         if rest is not None:
             if parsed.chunked:
-                d = Dechunker()
+                d = Dechunker(InFlight())
                 for piece in rest:
                     d.feed(bytes(piece) if isinstance(piece, memoryview) else piece)
-                body = d.pieces
+                body = d.body.pieces()
             elif rest or parsed.has_body:
                 body = list(rest)
         return parsed.fragment, body, parsed.secrets
@@ -425,8 +450,7 @@ def _at_end_marker(ex: _Open) -> bool:
     d = ex.dechunk
     if d is not None and not (d.state in (d.SIZE, d.CRLF) and not d.line and not d.error):
         return False  # stopped inside a chunk
-    pieces = d.pieces if d is not None else ex.pieces
-    return ends_with_marker(_content_type(ex.head[4]), pieces)
+    return ends_with_marker(_content_type(ex.head[4]), ex.body.pieces())
 
 
 def _content_type(msg: Any) -> str | None:
@@ -440,10 +464,6 @@ def _content_type(msg: Any) -> str | None:
         if n.lower() == "content-type":
             return value.decode("latin-1") if isinstance(value, bytes) else str(value)
     return None
-
-
-def _drop(buffers: list[Buffer]) -> int:
-    return -1
 
 
 def _split_head(sent: list[bytes]) -> tuple[bytes, list[Buffer] | None]:

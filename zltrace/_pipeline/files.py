@@ -280,6 +280,24 @@ class SideFile(AppendFile):
         self.end += n
         return offset
 
+    def read(self, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset``, read back through a descriptor of its own (ours is
+        append-only); ``OSError`` if the name now holds another file or fewer bytes."""
+        fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != self.ident:
+                raise OSError(errno.EEXIST, "replaced by a file zltrace did not create", self.path)
+            data = b""
+            while len(data) < size:
+                more = os.pread(fd, size - len(data), offset + len(data))
+                if not more:
+                    raise OSError(errno.EIO, f"{len(data)} of {size} bytes at {offset}", self.path)
+                data += more
+            return data
+        finally:
+            os.close(fd)
+
 
 class DeadLetterFile:
     """Lines the trace could not take, kept in the trace's format until they are copied back.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Union
 
 import attrs
@@ -27,6 +28,20 @@ class Extent:
 Piece = Union[bytes, memoryview, Extent]
 
 
+class StoredReads:
+    """Arrival times already in the side file: ``count`` little-endian int64 pairs of
+    ``(end offset, ns after the start)`` at ``offset`` (spilled while the body was in flight)."""
+
+    __slots__ = ("count", "offset")
+
+    def __init__(self, offset: int, count: int) -> None:
+        self.offset = offset
+        self.count = count
+
+    def __len__(self) -> int:
+        return 2 * self.count  # as many numbers as the flat pairs would be
+
+
 @attrs.define(eq=False)
 class Finished:
     """One ended exchange, ready for the writer: JSON fragments, body pieces, timings."""
@@ -40,8 +55,9 @@ class Finished:
     #: ``{"status":...,"framing":...`` -- the response object without body, reads, brace.
     response_json: str | None
     response_body: list[Piece] | None
-    #: Flat ``[end_offset, t_ns, end_offset, t_ns, ...]`` of the body's arrivals.
-    reads: list[int] | None
+    #: Flat ``[end_offset, t_ns, end_offset, t_ns, ...]`` of the body's arrivals (an
+    #: ``array('q')`` or a list), or where they are in the side file already.
+    reads: Sequence[int] | StoredReads | None
     outcome: str
     error: dict[str, str] | None
     #: Request sent, headers received, first byte, end: ns after the start (None: never).

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from .._format import FORMAT_VERSION, INLINE_MAX, INLINE_READS
-from .finished import Buffer, Extent, Finished, Piece
+from .finished import Buffer, Extent, Finished, Piece, StoredReads
 from .jsonenc import js as _js
 
 #: Appends buffers to the side file and returns their offset; raises ``OSError``.
@@ -121,7 +121,9 @@ class LineEncoder:
                 parts.append(f"[{p.offset},{p.size}]")
         return f'{{"size":{size},"file":{self._side},"parts":[{",".join(parts)}]}}'
 
-    def _reads(self, reads: list[int]) -> str:
+    def _reads(self, reads: Sequence[int] | StoredReads) -> str:
+        if isinstance(reads, StoredReads):  # spilled while in flight, gathered at the end
+            return f'{{"count":{reads.count},"file":{self._side},"offset":{reads.offset}}}'
         if len(reads) > 2 * INLINE_READS:
             arr = array("q", reads)
             if sys.byteorder != "little":  # pragma: no cover - big-endian hosts

@@ -52,6 +52,7 @@ from typing import Any, Callable
 from .assembler import Assembler, Finished
 from .budget import Budget
 from .observer import NULL_OBSERVER, WorkerObserver
+from .sizes import EVENT_COST
 from .writer import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,9 @@ class Worker:
         self.budget = budget if budget is not None else Budget(writer.memory_limit)
         self._on_pressure = on_pressure
         self._spill_at = self.budget.high  # in-flight bytes above which _relieve() runs
-        self._mean = 0  # mean bytes per event so far, for the queue's byte estimate
+        #: What a queued event holds, objects included: the mean payload so far + EVENT_COST.
+        self._event_cost = EVENT_COST
+        self._backlog = 0  # events in the batch drained last
         self._buffer_size = buffer_size
         self._flush_ns = flush_ms * 1_000_000
         self._oldest: int | None = None  # perf_counter_ns of the oldest unflushed record
@@ -261,13 +264,16 @@ class Worker:
         """Total what is held now (``backlog`` events drained or queued, not yet handled)."""
         asm = self._asm
         budget = self.budget
+        self._backlog = backlog
         if self.events:
-            self._mean = asm.data_bytes // self.events
+            self._event_cost = asm.data_bytes // self.events + EVENT_COST
         pending = self._writer.pending_bytes
-        budget.update(asm.bytes_held + pending + (backlog + self._q.qsize()) * self._mean)
-        # Lines kept while the disk is gone count too, but spilling every event would not
-        # help them: in-flight bodies get at least a quarter of the budget.
-        self._spill_at = max(budget.high - pending, budget.limit // 4)
+        queued = (backlog + self._q.qsize()) * self._event_cost
+        budget.update(asm.bytes_held + pending + queued)
+        # Lines kept while the disk is gone and events not handled yet count too, so bodies
+        # in flight spill earlier; but spilling every event would not help those: in-flight
+        # bodies get at least a quarter of the budget.
+        self._spill_at = max(budget.high - pending - queued, budget.limit // 4)
         self._pressure()
 
     def _relieve(self) -> None:
@@ -279,20 +285,34 @@ class Worker:
         self._pressure()
         self._flush()
         budget.spill(self._asm, self._writer, max(0, self._spill_at - (budget.high - budget.low)))
+        if self._asm.bytes_held > self._spill_at:
+            # Nothing could go (the side file fails, or what is left cannot be spilled): wait
+            # for the limit itself (then bodies are dropped), or the next batch's accounting.
+            self._spill_at = budget.limit
 
     def _pressure(self, ending: bool = False) -> None:
         """Bound the queue while the budget is under pressure (step 2 of the policy)."""
         budget = self.budget
-        mean = self._mean or 1
-        held = self._asm.bytes_held + self._writer.pending_bytes + self._q.qsize() * mean
+        cost = self._event_cost
+        quota = budget.limit // 4  # what callers may queue while throttled
+        queued = max(self._backlog, self._q.qsize()) * cost
+        held = self._asm.bytes_held + self._writer.pending_bytes + queued
         if not budget.throttled:
-            if held > budget.resume and not ending and self._on_pressure is not None:
+            if (
+                (held > budget.resume or queued > quota)
+                and not ending
+                and self._on_pressure is not None
+            ):
                 budget.throttled = True
                 budget.throttles += 1
-                # Callers may queue a quarter of the budget, then wait for the worker.
-                budget.max_queued = max(16, budget.limit // 4 // mean)
+                budget.max_queued = max(16, quota // cost)
                 self._on_pressure(True)
-        elif held < budget.low or ending:
+        elif ending or (
+            held < budget.low and max(self._backlog, self._q.qsize()) <= budget.max_queued // 4
+        ):
+            # Lifted only once callers fill the queue slowly: lifted while they still press
+            # against the bound, they would flood the queue the moment this thread is not
+            # scheduled (a loaded machine), before it could bound it again.
             budget.throttled = False
             if self._on_pressure is not None:
                 self._on_pressure(False)

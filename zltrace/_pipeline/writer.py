@@ -241,6 +241,12 @@ class TraceWriter(WriteCounts):
         self.bytes_written += self._side.end - offset
         return offset
 
+    def side_bytes(self, offset: int, size: int) -> bytes:
+        """Read ``size`` bytes of the side file back from ``offset`` (arrival times spilled
+        while in flight, gathered when their exchange ends). Raises ``OSError``, also when
+        the file is no longer the one we wrote or holds fewer bytes."""
+        return self._side.read(offset, size)
+
     def add(self, f: Finished) -> None:
         """Encode one finished exchange (writing large bodies now) and buffer its line."""
         data = self._encoder.encode(f)
