@@ -90,13 +90,13 @@ class TracedConnectionMixin:
         # thread-local rather than a closure per response.
         d = self.__dict__
         # Written through the setter, or into the instance before this connection was traced.
-        own = d.get("_zl_response_class") or d.get("response_class")
+        own: Any = d.get("_zl_response_class") or d.get("response_class")
         if own is None:
             own = super().response_class  # type: ignore[misc]
         sink = self._zl_sink
         if sink is None or self._zl_in_connect:
             return own
-        cls = traced_response_class(own)
+        cls: Any = traced_response_class(own)
         if cls is own:
             if type(own) is not functools.partial:
                 return own  # not a response class we know how to tee
