@@ -8,9 +8,12 @@ reports:
   urllib3 and ``http.client``, then the body as framed on the wire. Capturing here never
   touches the user's body object, so urllib3 can still rewind it on a retry, and a one-shot
   generator is consumed once, by urllib3;
-- ``response_class``: a factory for :class:`TracedResponse` bound to the current exchange.
+- ``response_class``: a factory for :class:`TracedResponse` bound to the current exchange
+  (the traced subclass of the connection's own response class, bound arguments kept).
 
-Bytes sent while ``connect()`` runs (a proxy's CONNECT) are not part of any exchange.
+Bytes sent while ``connect()`` runs (a proxy's CONNECT) are not part of any exchange, nor
+bytes a connection class drops itself (botocore's body after an early answer to
+``Expect: 100-continue``).
 """
 
 from __future__ import annotations
