@@ -158,15 +158,7 @@ class ExpectServer:
 @pytest.fixture(
     params=[
         pytest.param(False, id="continue"),
-        pytest.param(
-            True,
-            id="early-answer",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: botocore reads an early answer to Expect: 100-continue with "
-                "its own response class, outside the tee; the exchange has no response",
-            ),
-        ),
+        pytest.param(True, id="early-answer"),
     ]
 )
 def expect_server(request: pytest.FixtureRequest) -> Iterator[ExpectServer]:
@@ -186,14 +178,22 @@ def put(c: Any) -> Any:
         return type(e).__name__, str(e)
 
 
+@pytest.mark.parametrize("route", ["wrap", "install"])
 def test_expect_100_continue_is_botocores_and_traced(
-    expect_server: ExpectServer, tracer: zltrace.Tracer
+    expect_server: ExpectServer, tracer: zltrace.Tracer, route: str
 ) -> None:
     """S3 put with Expect: 100-continue: same outcome traced as untraced, both answers recorded."""
     untraced = put(client("s3", expect_server.url))
     c = client("s3", expect_server.url)
-    zltrace.wrap(c, tracer=tracer)
-    traced = put(c)
+    if route == "wrap":
+        zltrace.wrap(c, tracer=tracer)
+        traced = put(c)
+    else:
+        zltrace.install(tracer)
+        try:
+            traced = put(c)
+        finally:
+            zltrace.uninstall()
     assert traced == untraced
     (ex,) = records(tracer)
     assert b"expect: 100-continue" in expect_server.heads[1].lower()

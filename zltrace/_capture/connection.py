@@ -8,13 +8,17 @@ reports:
   urllib3 and ``http.client``, then the body as framed on the wire. Capturing here never
   touches the user's body object, so urllib3 can still rewind it on a retry, and a one-shot
   generator is consumed once, by urllib3;
-- ``response_class``: a factory for :class:`TracedResponse` bound to the current exchange.
+- ``response_class``: a factory for :class:`TracedResponse` bound to the current exchange
+  (the traced subclass of the connection's own response class, bound arguments kept).
 
-Bytes sent while ``connect()`` runs (a proxy's CONNECT) are not part of any exchange.
+Bytes sent while ``connect()`` runs (a proxy's CONNECT) are not part of any exchange, nor
+bytes a connection class drops itself (botocore's body after an early answer to
+``Expect: 100-continue``).
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
 import io
 import warnings
@@ -89,16 +93,24 @@ class TracedConnectionMixin:
         # thread-local rather than a closure per response.
         d = self.__dict__
         # Written through the setter, or into the instance before this connection was traced.
-        own = d.get("_zl_response_class") or d.get("response_class")
+        own: Any = d.get("_zl_response_class") or d.get("response_class")
         if own is None:
             own = super().response_class  # type: ignore[misc]
         sink = self._zl_sink
         if sink is None or self._zl_in_connect:
             return own
-        cls = traced_response_class(own)
-        if cls is not own:
-            pending.sink = sink
-            pending.ex = self._zl_ex
+        cls: Any = traced_response_class(own)
+        if cls is own:
+            if type(own) is not functools.partial:
+                return own  # not a response class we know how to tee
+            # A partial of a response class: botocore's answer to an early reply to
+            # ``Expect: 100-continue`` (the status line it read, bound as ``status_tuple``).
+            cls = traced_response_class(own.func)
+            if cls is own.func:
+                return own
+            cls = functools.partial(cls, *own.args, **own.keywords)
+        pending.sink = sink
+        pending.ex = self._zl_ex
         return cls
 
     @response_class.setter
@@ -107,6 +119,13 @@ class TracedConnectionMixin:
         # value is kept and read back as written; while an exchange is open, its traced
         # subclass builds the response.
         self.__dict__["_zl_response_class"] = value
+
+
+def _sent_unless_answered(self: Any, sink: Sink, data: bytes) -> None:
+    """``_zl_sent`` for botocore's AWSConnection: once the server answered an
+    ``Expect: 100-continue`` head early, its ``send`` drops the body: nothing is recorded."""
+    if not getattr(self, "_response_received", False):
+        TracedConnectionMixin._zl_sent(self, sink, data)
 
 
 _classes: dict[type[Any], type[Any]] = {}
@@ -128,7 +147,10 @@ def traced_connection_class(base: type[Any]) -> type[Any]:
     with _classes_lock:
         cls = _classes.get(base)
         if cls is None:
-            cls = same_names(type(base.__name__, (TracedConnectionMixin, base), {}), base)
+            ns: dict[str, Any] = {}
+            if hasattr(base, "_handle_expect_response"):
+                ns["_zl_sent"] = _sent_unless_answered  # botocore's AWSConnection
+            cls = same_names(type(base.__name__, (TracedConnectionMixin, base), ns), base)
             _classes[base] = cls
         return cls
 

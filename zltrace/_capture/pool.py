@@ -22,7 +22,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 
 from .._pipeline.events import ERROR, START, capture_failed, exchange_ids
 from .._util import ForkSafeLock
-from .connection import adopt, same_names
+from .connection import TracedConnectionMixin, adopt, same_names
 from .tee import Sink
 
 
@@ -130,7 +130,11 @@ class TracedPoolMixin:
 
 
 def _request_failed(conn: Any, exc: BaseException) -> None:
-    sink = getattr(conn, "_zl_sink", None)
+    # Only a connection zltrace made record: anything else (a test's mock, whose every
+    # attribute exists) is the app's object and is left untouched.
+    if not isinstance(conn, TracedConnectionMixin):
+        return
+    sink = conn._zl_sink
     if sink is not None:
         try:
             sink._put((ERROR, conn._zl_ex, exc, perf_counter_ns()))

@@ -192,7 +192,7 @@ _response_classes: dict[type[Any], type[Any]] = {http.client.HTTPResponse: Trace
 _response_lock = threading.Lock()
 
 
-def traced_response_class(base: type[Any]) -> type[Any]:
+def traced_response_class(base: Any) -> Any:
     """The response class that records: ``TracedResponse`` for ``http.client``'s own, a
     traced subclass for a host library's (botocore's ``AWSHTTPResponse``)."""
     cls = _response_classes.get(base)
