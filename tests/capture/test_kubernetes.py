@@ -71,7 +71,8 @@ def _api(req: Request) -> list[Step]:
         return response(200, body, JSON)
     chunks = _watch_body()
     SENT[id(req)] = b"".join(chunks)
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    head += b"Transfer-Encoding: chunked\r\n\r\n"
     steps: list[Step] = [send(head)]
     for chunk in chunks:
         steps += [pause(0.005), send(chunk_frame(chunk))]
