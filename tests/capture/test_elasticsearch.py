@@ -87,11 +87,14 @@ def _servers(n: int = 1, sniffed: bool = False) -> Iterator[list[ScriptedServer]
 
 
 def _calls(es: Any) -> list[Any]:
-    """What an app does: the cluster's info, a search (gzip-compressed body) and a bulk."""
+    """What an app does: the cluster's info, a search (gzip-compressed body) and a bulk
+    through ``options()`` (a new client object on the same transport)."""
     return [
         es.info().body,
         es.search(index="docs", query={"match": {"a": 1}}).body,
-        es.bulk(operations=[{"index": {"_index": "docs", "_id": "1"}}, {"a": 1}]).body,
+        es.options(request_timeout=30)
+        .bulk(operations=[{"index": {"_index": "docs", "_id": "1"}}, {"a": 1}])
+        .body,
     ]
 
 

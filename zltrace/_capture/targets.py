@@ -25,6 +25,7 @@ which are never imported here); ``wrap(target, tracer)`` traces it and returns w
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from urllib3 import PoolManager
@@ -148,10 +149,14 @@ class TracedNodePoolMixin:
         tracer = self._zl_tracer
         if tracer is not None and getattr(node, "_zl_tracer", None) is not tracer:
             try:
-                _trace_es_node(node, tracer)
+                with _node_lock:  # two threads may get a new node at once: traced once
+                    _trace_es_node(node, tracer)
             except Exception as e:
                 capture_failed("targets.elasticsearch_node", e)
         return node
+
+
+_node_lock = threading.Lock()
 
 
 _node_pool_classes: dict[type[Any], type[Any]] = {}
