@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import urllib3
 from support.server import Request, ScriptedServer, Step, response
 from support.trace import records
 
@@ -127,12 +128,18 @@ def _assert_on_the_wire(exchanges: list[zltrace.Exchange], servers: list[Scripte
 
 @pytest.fixture(autouse=True)
 def _uninstalled() -> Iterator[None]:
-    """Every test starts and ends with tracing uninstalled (and its clients closed)."""
+    """Every test starts and ends with tracing uninstalled, its clients closed and urllib3's
+    shared pool classes as they were: elastic-transport's requests node writes its own HTTPS
+    pool class into the dict every PoolManager of the process shares."""
+    shared = urllib3.poolmanager.pool_classes_by_scheme
+    saved = dict(shared)
     zltrace.uninstall()
     yield
     zltrace.uninstall()
     while _made:
         _made.pop().close()
+    shared.clear()
+    shared.update(saved)
 
 
 def _node_classes() -> list[str]:
