@@ -24,8 +24,10 @@ sleeps 10 ms. Two modes:
 - ``isolated``: blocks of one call: a call after a pause, the worker idle when it starts (as
   for most LLM calls; ``--isolated`` calls per side).
 
-Added p50 = p50(traced) - p50(bare); added p99 = p99(traced) - p99(bare); the A/A columns are
-the same for ``bare2``. CPU per call: this thread's CPU time (``thread_time``), and the whole
+Added p50 = p50(traced) - p50(bare) over all counted calls; added paired = the median over
+rounds of (median of the traced block - median of the bare block), which drift between
+rounds does not reach; added p99 = p99(traced) - p99(bare); the A/A columns are the same for
+``bare2``. CPU per call: this thread's CPU time (``thread_time``), and the whole
 process's (``process_time``, the tracer's worker included, taken over each block and the
 flush after it), traced minus bare. Every traced call must be in the trace (``recorded``).
 
@@ -330,6 +332,7 @@ def measure(name: str, url: str, mode: str, rounds: int, trace_dir: str) -> dict
     cpu: list[list[int]] = [[], [], []]
     proc_cpu = [0, 0, 0]
     counted = [0, 0, 0]
+    block_p50: list[list[float]] = [[], [], []]  # per round, the median of each side's block
     for _ in range(10):  # warm-up: connections, imports, caches
         for call, _, _ in clients:
             call()
@@ -351,6 +354,7 @@ def measure(name: str, url: str, mode: str, rounds: int, trace_dir: str) -> dict
             tracer.flush(timeout=10)
             proc_cpu[side] += time.process_time_ns() - p0
             counted[side] += block
+            block_p50[side].append(_quantile(wall[side][-(block - skip) :], 0.5))
     for _, close, _ in clients:
         close()
     tracer.close(timeout=30)
@@ -359,6 +363,11 @@ def measure(name: str, url: str, mode: str, rounds: int, trace_dir: str) -> dict
     p99 = [_quantile(w, 0.99) for w in wall]
     cpu_mean = [sum(c) / len(c) / 1000.0 for c in cpu]
     proc = [proc_cpu[i] / counted[i] / 1000.0 for i in range(3)]
+
+    def paired(side: int) -> float:
+        diffs = sorted(a - b for a, b in zip(block_p50[side], block_p50[0]))
+        return diffs[len(diffs) // 2]
+
     return {
         "library": name,
         "mode": mode,
@@ -368,6 +377,8 @@ def measure(name: str, url: str, mode: str, rounds: int, trace_dir: str) -> dict
         "added_p50_us": round(p50[2] - p50[0], 1),
         "added_p99_us": round(p99[2] - p99[0], 1),
         "aa_p50_us": round(p50[1] - p50[0], 1),
+        "added_paired_us": round(paired(2), 1),
+        "aa_paired_us": round(paired(1), 1),
         "aa_p99_us": round(p99[1] - p99[0], 1),
         "added_caller_cpu_us": round(cpu_mean[2] - cpu_mean[0], 1),
         "aa_caller_cpu_us": round(cpu_mean[1] - cpu_mean[0], 1),
@@ -384,6 +395,8 @@ COLUMNS = [
     ("bare_p50_us", "bare p50"),
     ("added_p50_us", "added p50"),
     ("aa_p50_us", "A/A p50"),
+    ("added_paired_us", "added paired"),
+    ("aa_paired_us", "A/A paired"),
     ("added_p99_us", "added p99"),
     ("aa_p99_us", "A/A p99"),
     ("added_caller_cpu_us", "caller CPU added"),
