@@ -388,6 +388,32 @@ def measure(name: str, url: str, mode: str, rounds: int, trace_dir: str) -> dict
     }
 
 
+def single(name: str, url: str, order: str, rounds: int, trace_dir: str) -> str:
+    """The old harness: single calls, bare (B) and traced (T), alternating without blocks."""
+    import zltrace
+
+    tracer = zltrace.Tracer(zltrace.Config(dir=trace_dir))
+    bare, traced = LIBRARIES[name](url), LIBRARIES[name](url)
+    zltrace.wrap(traced[2], tracer=tracer)
+    sides = {"B": bare[0], "T": traced[0]}
+    times: dict[str, list[int]] = {"B": [], "T": []}
+    for _ in range(20):
+        bare[0](), traced[0]()
+    for i in range(rounds):
+        pair = "TB" if order == "TBTB" or i % 2 == 0 else "BT"
+        for label in pair:
+            if order == "pause":
+                time.sleep(0.005)
+            t0 = time.perf_counter_ns()
+            sides[label]()
+            times[label].append(time.perf_counter_ns() - t0)
+    for _, close, _ in (bare, traced):
+        close()
+    tracer.close(timeout=30)
+    b, t = _quantile(times["B"], 0.5), _quantile(times["T"], 0.5)
+    return f"{name:14s} {order:6s} bare p50 {b:8.1f}  traced p50 {t:8.1f}  added {t - b:+7.1f} us"
+
+
 COLUMNS = [
     ("library", "library"),
     ("mode", "mode"),
@@ -417,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
         "--isolated", type=int, default=300, help="isolated calls per side (default 300)"
     )
     ap.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES))
+    ap.add_argument(
+        "--single",
+        nargs="+",
+        choices=["TBBT", "TBTB", "pause"],
+        help="instead: the old harness, single calls in this order (pause: 5 ms before each)",
+    )
     ap.add_argument("--only", nargs="+", choices=sorted(LIBRARIES), help="these libraries")
     ap.add_argument("--json", help="write the rows to this file")
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
@@ -434,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
                 importlib.import_module(name.split("-")[0])
             except ImportError as e:
                 print(f"{name:14s} skipped: {e}", file=sys.stderr)
+                continue
+            if args.single:
+                for order in args.single:
+                    where = os.path.join(d, name, order)
+                    print(single(name, srv.url, order, args.isolated, where), flush=True)
                 continue
             for mode in args.modes:
                 rounds = args.rounds if mode == "back-to-back" else args.isolated
