@@ -25,13 +25,13 @@ which are never imported here); ``wrap(target, tracer)`` traces it and returns w
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Callable
 
 from urllib3 import PoolManager
 from urllib3.connectionpool import HTTPConnectionPool
 
 from .._pipeline.events import capture_failed
+from .._util import ForkSafeLock
 from ..exceptions import UnsupportedTargetError
 from . import httpx_wrap
 from .pool import (
@@ -156,7 +156,7 @@ class TracedNodePoolMixin:
         return node
 
 
-_node_lock = threading.Lock()
+_node_lock = ForkSafeLock()
 
 
 _node_pool_classes: dict[type[Any], type[Any]] = {}
