@@ -79,10 +79,13 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def wrap(target: Any, *, tracer: Tracer | None = None) -> Any:
-    """Trace ``target`` (a urllib3 pool, PoolManager or requests.Session).
+    """Trace ``target``: a urllib3 pool, a PoolManager, a requests.Session, a boto3/botocore
+    client, an httpx/httpx2 ``Client``/``AsyncClient``, an anthropic or openai client, a
+    kubernetes ``ApiClient`` or API object, or an ``Elasticsearch`` client (or its
+    elastic-transport ``Transport``/``NodePool``).
 
-    A pool is returned as a traced copy with the same settings; a PoolManager or a Session
-    is traced in place and returned. Without ``tracer``, the process-wide default tracer
+    A pool is returned as a traced copy with the same settings; everything else is traced in
+    place and returned. Without ``tracer``, the process-wide default tracer
     (configured from the environment) records.
     """
     return (tracer if tracer is not None else default_tracer()).wrap(target)

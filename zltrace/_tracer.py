@@ -154,8 +154,9 @@ class Tracer:
         return self._writer.path
 
     def wrap(self, target: Any) -> Any:
-        """Trace a pool (returns a traced copy), a PoolManager, a requests.Session, an
-        httpx/httpx2 client or an anthropic/openai client (in place)."""
+        """Trace a pool (returns a traced copy), or in place a PoolManager, a requests.Session,
+        a boto3/botocore client, an httpx/httpx2 client, an anthropic/openai client, a
+        kubernetes ApiClient or API object, or an Elasticsearch client (``zltrace.wrap``)."""
         if not self.config.enabled:
             return target
         return wrap_target(target, self)
