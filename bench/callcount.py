@@ -74,7 +74,8 @@ def main() -> None:
         server.kill()
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     total = sum(v[1] for v in stats.values())
-    print(f"zltrace from {os.path.dirname(zltrace.__file__)}, urllib3 {getattr(urllib3, "__version__", "?")}")
+    version = getattr(urllib3, "__version__", "?")
+    print(f"zltrace from {os.path.dirname(zltrace.__file__)}, urllib3 {version}")
     print(f"{total / n:.1f} calls per request on the caller's thread, of which zltrace's:")
     for (path, _, name), v in sorted(stats.items()):
         if f"{os.sep}zltrace{os.sep}" in path:
