@@ -67,6 +67,29 @@ def test_wrap_pool_returns_traced_copy_with_same_settings(tracer: zltrace.Tracer
     assert srv.requests[0].header("X-Pool") == "pool-default"
 
 
+class ForwardingPool(urllib3.HTTPConnectionPool):
+    """A host library's pool class that only passes its arguments on (elastic-transport's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+
+def test_wrap_pool_of_a_class_that_forwards_its_arguments(tracer: zltrace.Tracer) -> None:
+    """A pool whose class takes ``*args, **kwargs`` is copied with urllib3's own settings."""
+    with ScriptedServer([response(200, b"ok")]) as srv:
+        pool = ForwardingPool(srv.host, srv.port, maxsize=2, headers={"X-Pool": "fwd"})
+        traced = zltrace.wrap(pool, tracer=tracer)
+        try:
+            assert isinstance(traced, ForwardingPool)
+            assert (traced.host, traced.port, traced.pool.maxsize) == (srv.host, srv.port, 2)
+            assert traced.request("GET", "/fwd").data == b"ok"
+        finally:
+            traced.close()
+            pool.close()
+    (ex,) = records(tracer)
+    assert ex.request.url == srv.url + "/fwd" and ex.request.header("X-Pool") == "fwd"
+
+
 def test_original_pool_still_works_untraced(tracer: zltrace.Tracer) -> None:
     """After ``wrap(pool)`` the original pool works as before and is not traced."""
     with ScriptedServer([response(200, b"ok")]) as srv:

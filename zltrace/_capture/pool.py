@@ -275,6 +275,26 @@ _POOL_ATTRS = {
 }
 
 
+def _init_params(base: type[Any]) -> list[str]:
+    """The named parameters a pool class's construction takes: those of each ``__init__``
+    down the MRO while they pass ``*args``/``**kwargs`` on (a host library's subclass that
+    only forwards them, e.g. elastic-transport's, still gets urllib3's own)."""
+    names: list[str] = []
+    for klass in base.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        forwards = False
+        for name, param in inspect.signature(init).parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                forwards = True
+            elif name != "self" and name not in names:
+                names.append(name)
+        if not forwards:
+            break
+    return names
+
+
 def _wrap_pool(pool: Any, tracer: Sink) -> Any:
     if isinstance(pool, TracedPoolMixin) and pool._zl_tracer is tracer:
         return pool
@@ -283,9 +303,7 @@ def _wrap_pool(pool: Any, tracer: Sink) -> Any:
         base = _untraced_base(base, TracedPoolMixin)
     cls = traced_pool_class(base)
     kwargs: dict[str, Any] = {}
-    for name, param in inspect.signature(base.__init__).parameters.items():
-        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
+    for name in _init_params(base):
         if name == "maxsize":
             q = getattr(pool, "pool", None)
             kwargs[name] = q.maxsize if q is not None else 1
