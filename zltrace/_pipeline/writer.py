@@ -32,6 +32,14 @@ record is dropped while there is anywhere to keep it:
 
 Each change of mode is logged once at WARNING (later repeats at DEBUG) and counted.
 
+A raw event log (``raw_header`` given) goes through the same policy: its records are the
+units written, held, dead-lettered and re-driven, and every file starts with the header.
+Its records must reach the trace in the order they were made (the reader assembles
+exchanges from them), so for it the writer keeps one queue: while anything waits in a
+dead-letter file, the fallback or memory, new records go behind it -- the re-drive comes
+first (dead-letter file, then fallback, then memory: oldest first), and once the fallback
+holds records, what would go to the dead-letter file goes there too.
+
 The names are claimed before the first file is opened: the trace directory must be a
 directory we own that others cannot write (created 0700 if missing); one that is not is
 refused with one :class:`ZltraceWarning` naming it (``dir_name``, e.g. ``ZLTRACE_DIR``, and its
@@ -52,7 +60,13 @@ from typing import Any, Callable
 
 import attrs
 
-from .._format import DEAD_LETTER_SUFFIX, SIDE_SUFFIX, TRACE_SUFFIX
+from .._format import (
+    DEAD_LETTER_SUFFIX,
+    RAW_DEAD_LETTER_SUFFIX,
+    RAW_SUFFIX,
+    SIDE_SUFFIX,
+    TRACE_SUFFIX,
+)
 from ..exceptions import ZltraceWarning
 from .files import DeadLetterFile, Opener, SideFile, TraceFile, claim_names
 from .finished import Buffer, Finished
@@ -136,7 +150,9 @@ class TraceWriter(WriteCounts):
         fallback_dir: str | None = None,
         dir_name: str = "Config.dir",
         clock: Callable[[], int] = time.perf_counter_ns,
+        raw_header: bytes | None = None,
     ) -> None:
+        self._raw = raw_header
         self._directory = directory
         self._stem = stem
         self._opener = opener
@@ -165,14 +181,24 @@ class TraceWriter(WriteCounts):
         """The files of ``stem`` in ``directory`` (none opened yet)."""
         opener, fallback_dir = self._opener, self._fallback_dir
         base = os.path.join(directory, stem)
-        self._trace = TraceFile(base + TRACE_SUFFIX, opener, self._recreated)
+        raw = self._raw
+        trace, dead = (
+            (TRACE_SUFFIX, DEAD_LETTER_SUFFIX)
+            if raw is None
+            else (
+                RAW_SUFFIX,
+                RAW_DEAD_LETTER_SUFFIX,
+            )
+        )
+        header = raw or b""
+        self._trace = TraceFile(base + trace, opener, self._recreated, header)
         self._side = SideFile(base + SIDE_SUFFIX, opener)
-        self._dead = DeadLetterFile(base + DEAD_LETTER_SUFFIX, opener)
+        self._dead = DeadLetterFile(base + dead, opener, header=header)
         self._fallback = (
             None
             if fallback_dir is None or directory == fallback_dir
             else DeadLetterFile(
-                os.path.join(fallback_dir, stem + DEAD_LETTER_SUFFIX), opener, private=True
+                os.path.join(fallback_dir, stem + dead), opener, private=True, header=header
             )
         )
         self._encoder.rename(stem + SIDE_SUFFIX)
@@ -248,6 +274,12 @@ class TraceWriter(WriteCounts):
         self._lines_bytes += len(data)
         self._meter.added += len(data)
 
+    def add_record(self, data: bytes) -> None:
+        """Buffer one encoded raw record."""
+        self._lines.append(data)
+        self._lines_bytes += len(data)
+        self._meter.added += len(data)
+
     # -- output ------------------------------------------------------------------------------
 
     def flush(self, force: bool = False) -> bool:
@@ -271,6 +303,9 @@ class TraceWriter(WriteCounts):
         if now >= self._sample_at:
             self._sample(lines, now)
         try:
+            if waiting and self._raw is not None:
+                self._redrive_in_order()  # what waits is older: it goes first
+                waiting = None
             self._write_lines(lines)
         except OSError as exc:
             self._write_failed(exc, counts)
@@ -394,6 +429,9 @@ class TraceWriter(WriteCounts):
                 self.failed("dead-letter write", exc)
                 return exc
         target = self._fallback if fallback else self._dead
+        fb = self._fallback
+        if self._raw is not None and fb is not None and fb.records:
+            target = fb  # newer records must not go before the fallback's in the re-drive
         if target is None:
             return None
         before = target.records
@@ -416,9 +454,24 @@ class TraceWriter(WriteCounts):
             self._note_mode("fallback", f"records spilled to {target.path} until the trace works")
         return error
 
+    def _redrive_in_order(self) -> None:
+        """Raw records: the dead-letter file, the fallback, then memory (oldest first) into
+        the trace; raises ``OSError`` where it stopped (the rest stays where it was)."""
+        self._claim()
+        for dead in (self._dead, self._fallback):
+            if dead is not None and dead.records:
+                dead.copy_to(self._trace, self._copied)
+                self.redriven_records += dead.records
+                self.records_written += dead.records
+                dead.records = 0
+        if self._held:
+            self._held.drain(self._to_trace)
+
     def _redrive(self, counts: bool) -> None:
         """Copy what memory and the dead-letter files hold into the trace, now that it works."""
         try:
+            if self._raw is not None:
+                self._redrive_in_order()
             if self._held:
                 self._held.drain(self._to_trace)
             for dead in (self._dead, self._fallback):
