@@ -20,7 +20,7 @@ from support.server import ScriptedServer, Step, chunk_frame, send, sse_response
 from support.trace import records
 
 import zltrace
-from zltrace._pipeline.endmark import ends_with_marker
+from zltrace._assembly.endmark import ends_with_marker
 
 requests = pytest.importorskip("requests", reason="requests is in the test extra")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .endmark import ends_with_marker
+from .._assembly.endmark import ends_with_marker
 from .events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
 from .finished import Buffer, Extent, Finished, Piece
 from .heads import HeadEncoder
