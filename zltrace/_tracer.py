@@ -228,7 +228,8 @@ class Tracer:
             return False
         try:
             if self._raw is not None:
-                self._writer.add_record(self._raw.stop(time.perf_counter_ns()))
+                if self._raw.seq:  # no file for a tracer that saw nothing
+                    self._writer.add_record(self._raw.stop(time.perf_counter_ns()))
             else:
                 out: list[Finished] = []
                 self._assembler.finish_all(time.perf_counter_ns(), out)

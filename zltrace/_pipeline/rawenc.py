@@ -89,6 +89,11 @@ class RawEncoder:
         )
 
     @property
+    def seq(self) -> int:
+        """Records made so far."""
+        return self._seq
+
+    @property
     def open_count(self) -> int:
         """Exchanges whose request head is still being sent."""
         return len(self._heads)
@@ -223,7 +228,7 @@ class RawEncoder:
         _, ex, t, resp, length = ev
         self._flush_head(ex, t, out)
         redact = self._redact
-        pairs = _message_pairs(resp.msg)
+        pairs = list(_message_pairs(resp.msg))
         parts = [
             HEAD_FIXED.pack(
                 int(resp.status) & 0xFFFF,

@@ -152,7 +152,8 @@ class RawWorker:
                 self._add(out)
                 if kind == STOP:
                     self._pressure(ending=True)
-                    out.append(enc.stop(perf_counter_ns()))
+                    if enc.seq:  # no file for a tracer that saw nothing
+                        out.append(enc.stop(perf_counter_ns()))
                     self._add(out)
                     try:
                         writer.close()

@@ -42,7 +42,7 @@ from .._format_raw import (
 )
 from .decode import DecodeLimits
 from .exchange import ErrorInfo, Exchange, Request, Response, Timing
-from .lazybody import FILE_SHIFT, LazyBody
+from .lazybody import FILE_SHIFT, LazyBody, SharedFd
 from .rawscan import FileInfo, Record
 
 __all__ = ["RawAssembler"]
@@ -75,7 +75,22 @@ class _Open:
         "target",
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        logical: int,
+        t0: int,
+        scheme: str,
+        host: str,
+        port: int | None,
+        method: str,
+        target: str,
+        offset: int,
+    ) -> None:
+        self.logical = logical
+        self.t0 = self.last_t = t0
+        self.scheme, self.host, self.port = scheme, host, port
+        self.method, self.target = method, target
+        self.offset = offset  # of the START record: where the exchange is in the file
         self.req: tuple[str, str, str, list[tuple[str, str]], bool, bool] | None = None
         self.req_ext: list[int] = []
         self.sent_t: int | None = None
@@ -95,8 +110,12 @@ Warn = Callable[[int, str], None]
 class RawAssembler:
     """Per-exchange state of one raw log; :meth:`apply` returns the exchanges a record ended."""
 
-    def __init__(self, paths: list[str], limits: DecodeLimits, warn: Warn) -> None:
+    def __init__(
+        self, paths: list[str], files: list[SharedFd | None], limits: DecodeLimits, warn: Warn
+    ) -> None:
         self._paths = paths
+        #: Where bodies are read from (``paths``' descriptors, None for a file not there).
+        self._files = files
         self._limits = limits
         self._warn = warn
         self._open: dict[int, _Open] = {}
@@ -166,13 +185,9 @@ class RawAssembler:
         old = self._open.get(rec.ex)
         if old is not None:  # the same number again: a damaged or merged log; end the first
             self._end(rec.ex, old, "incomplete", old.last_t, out)
-        ex = _Open()
-        ex.logical = logical
-        ex.t0 = ex.last_t = rec.t
-        ex.scheme, ex.host, ex.port = scheme, host, None if port < 0 else port
-        ex.method, ex.target = method, target
-        ex.offset = rec.offset
-        self._open[rec.ex] = ex
+        self._open[rec.ex] = _Open(
+            logical, rec.t, scheme, host, None if port < 0 else port, method, target, rec.offset
+        )
 
     def _head(self, ex_id: int, ex: _Open, rec: Record, out: list[Exchange]) -> None:
         p = rec.payload
@@ -267,7 +282,7 @@ class RawAssembler:
         else:
             return False
         ext = d.extents if d is not None else ex.ext
-        return ends_with_marker(ctype, [LazyBody(self._paths, _last(ext, limit)).load()])
+        return ends_with_marker(ctype, [LazyBody(self._files, _last(ext, limit)).load()])
 
     def _end(
         self, ex_id: int, ex: _Open, outcome: str, t: int, out: list[Exchange], by: str = "framing"
@@ -298,20 +313,21 @@ class RawAssembler:
         started + timedelta(microseconds=timing.end // 1000)  # exports add it: must fit
         response = None
         if head is not None:
-            _, status, reason, version, headers = head
+            _, status, reason, head_version, headers = head
             if not 100 <= status <= 999:
                 raise ValueError(f"status {status} out of range")
             response = Response(
                 status=status,
                 reason=reason,
-                http_version="HTTP/1.0" if version == 10 else "HTTP/1.1",
+                http_version="HTTP/1.0" if head_version == 10 else "HTTP/1.1",
                 headers=headers,
-                raw_body=LazyBody(self._paths, d.extents if d is not None else ex.ext),
+                raw_body=LazyBody(self._files, d.extents if d is not None else ex.ext),
                 framing=ex.framing,
                 reads=list(zip(ex.reads[0::2], ex.reads[1::2])),
                 decode_limits=self._limits,
             )
-        method, target, version, req_headers = ex.method, ex.target, "", []
+        method, target, version = ex.method, ex.target, ""
+        req_headers: list[tuple[str, str]] = []
         body: LazyBody | None = None
         if ex.req is not None:
             r_method, r_target, version, req_headers, complete, chunked = ex.req
@@ -319,7 +335,7 @@ class RawAssembler:
             target = r_target or target
             has_body = chunked or any(n.lower() == "content-length" for n, _ in req_headers)
             if complete and (ex.req_ext or has_body):
-                body = LazyBody(self._paths, ex.req_ext, chunked=chunked)
+                body = LazyBody(self._files, ex.req_ext, chunked=chunked)
         request = Request(
             method=method,
             url=url_of(ex.scheme, ex.host, ex.port, target),

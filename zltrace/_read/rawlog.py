@@ -24,6 +24,7 @@ from .._format_raw import MAX_PAYLOAD
 from ..exceptions import ZltraceWarning
 from .decode import DEFAULT_DECODE_LIMITS, DecodeLimits
 from .exchange import Exchange, SkippedLine
+from .lazybody import SharedFd
 from .rawassemble import RawAssembler
 from .rawscan import Record, RecordScanner
 
@@ -48,8 +49,10 @@ class RawLog:
         self.paths = list(paths)
         self._skipped = skipped
         self._scanners = [RecordScanner(p, self._warner(p), max_payload) for p in self.paths]
+        #: One descriptor per file, shared by the scanner and the bodies read from it.
+        self._fds: list[SharedFd | None] = [None] * len(self.paths)
         self._files: list[IO[bytes] | None] = [None] * len(self.paths)
-        self._asm = RawAssembler(self.paths, limits, self._warner(self.paths[-1]))
+        self._asm = RawAssembler(self.paths, self._fds, limits, self._warner(self.paths[-1]))
         self._last_seq = 0
         self._finished = False
 
@@ -94,12 +97,14 @@ class RawLog:
     def _open(self, i: int) -> IO[bytes] | None:
         f = self._files[i]
         if f is None:
-            try:
-                f = self._files[i] = open(self.paths[i], "rb")  # noqa: SIM115 - kept open
-            except FileNotFoundError:
-                return (
-                    None  # a dead-letter file re-driven and removed: its records are in the trace
-                )
+            shared = self._fds[i]
+            if shared is None:
+                try:
+                    shared = self._fds[i] = SharedFd(self.paths[i])
+                except OSError:
+                    # A dead-letter file re-driven and removed: its records are in the trace.
+                    return None
+            f = self._files[i] = open(shared.fd, "rb", closefd=False)  # noqa: SIM115
         return f
 
     def _read(self, final: bool) -> Iterator[Exchange]:

@@ -33,10 +33,15 @@ _BLOCK = 1 << 20
 def is_raw_log(path: str) -> bool:
     """Whether ``path`` starts with the raw log's magic (False if it cannot be read)."""
     try:
-        with open(path, "rb") as f:
-            return f.read(len(MAGIC)) == MAGIC
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not hang
     except OSError:
         return False
+    try:
+        return os.pread(fd, len(MAGIC), 0) == MAGIC
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class Record(NamedTuple):
@@ -203,7 +208,7 @@ class RecordScanner:
         pos = start
         while True:
             f.seek(pos)
-            block = f.read(_BLOCK)
+            block: bytes = f.read(_BLOCK)
             if not block:
                 return None
             i = 0
