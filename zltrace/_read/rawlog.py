@@ -54,6 +54,7 @@ class RawLog:
         self._files: list[IO[bytes] | None] = [None] * len(self.paths)
         self._asm = RawAssembler(self.paths, self._fds, limits, self._warner(self.paths[-1]))
         self._last_seq = 0
+        self._last_file = -1
         self._finished = False
 
     def _warner(self, path: str):  # type: ignore[no-untyped-def]
@@ -118,9 +119,11 @@ class RawLog:
         for seq, i, rec in heapq.merge(*streams):
             if asm.info is None and self._scanners[i].info is not None:
                 asm.info = self._scanners[i].info
-            if seq <= self._last_seq:
+            if seq <= self._last_seq and i != self._last_file:
                 continue  # in the dead-letter file and in the trace: once is enough
-            self._last_seq = seq
+            # Within one file every record counts, in file order, whatever its number says
+            # (a damaged or hostile number must not hide the records after it).
+            self._last_seq, self._last_file = max(seq, self._last_seq), i
             asm.apply(rec, i, out)
             if out:
                 yield from out
