@@ -23,7 +23,6 @@ from support.server import ScriptedServer, chunk_frame, response, send
 import zltrace
 from zltrace import _format_raw as fr
 from zltrace._cli.commands import main
-from zltrace._export.jsonl import export_jsonl
 from zltrace._read.rawlog import RawLog
 
 BODIES = [b"alpha" * 50, b"\x00\xff binary \xfe", b"", b"last one"]
@@ -105,7 +104,7 @@ def test_the_file_is_laid_out_as_documented(trace: str) -> None:
     assert info["format"] == "zltrace-raw" and info["version"] == fr.RAW_VERSION
     seqs = []
     for off, _kind, size in recs:
-        sync, _, _, n, seq, _, _ = fr.RECORD.unpack_from(data, off)
+        sync, _, _, _, seq, _, _ = fr.RECORD.unpack_from(data, off)
         assert sync == fr.SYNC
         (crc,) = fr.CRC.unpack_from(data, off + size - 4)
         assert crc == zlib.crc32(data[off + 2 : off + size - 4])
@@ -183,7 +182,7 @@ def test_damage_is_skipped_and_the_rest_read(trace: str, damage: str) -> None:
     """A damaged or unknown record costs that record, never the read (warned, counted)."""
     data = bytearray(Path(trace).read_bytes())
     recs = _records(bytes(data))
-    off, kind, size = next(r for r in recs if r[1] == fr.DATA)  # the first response's body
+    off, _, size = next(r for r in recs if r[1] == fr.DATA)  # the first response's body
     if damage == "flip a payload byte":
         data[off + fr.RECORD.size] ^= 0xFF
     elif damage == "flip the sync":
@@ -344,12 +343,13 @@ def test_credentials_never_reach_a_raw_log(tmp_path: Path) -> None:
     t = zltrace.Tracer(zltrace.Config(dir=str(tmp_path), flush_ms=10, format="raw"))
     with ScriptedServer([reply]) as srv:
         pool = t.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
-        pool.urlopen(
+        r = pool.urlopen(
             "POST",
             "/x?api_key=query-secret&n=1",
             body=b"raw body kept",
             headers={"Authorization": "Bearer header-secret", "X-Api-Key": "key-secret"},
-        ).data  # noqa: B018
+        )
+        assert r.data == b"body"
         pool.close()
     assert t.close(timeout=10)
     data = Path(t.path).read_bytes()
