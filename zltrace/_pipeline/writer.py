@@ -421,7 +421,12 @@ class TraceWriter(WriteCounts):
     def _move_to(self, fallback: bool, with_lines: bool) -> OSError | None:
         """Append the held lines (and the buffered ones) to the dead-letter file (or the
         fallback's), oldest first; the error if it refused some (those stay where they were).
-        The dead-letter file needs the names claimed; the fallback checks its own directory."""
+        The dead-letter file needs the names claimed; the fallback checks its own directory.
+        Raw records go to the fallback once it holds some: newer records must not be re-driven
+        before its."""
+        fb = self._fallback
+        if self._raw is not None and fb is not None and fb.records:
+            fallback = True
         try:
             self._claim()
         except OSError as exc:
@@ -429,9 +434,6 @@ class TraceWriter(WriteCounts):
                 self.failed("dead-letter write", exc)
                 return exc
         target = self._fallback if fallback else self._dead
-        fb = self._fallback
-        if self._raw is not None and fb is not None and fb.records:
-            target = fb  # newer records must not go before the fallback's in the re-drive
         if target is None:
             return None
         before = target.records
