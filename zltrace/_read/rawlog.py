@@ -18,7 +18,7 @@ import heapq
 import os
 import warnings
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Callable
 
 from .._format_raw import MAX_PAYLOAD
 from ..exceptions import ZltraceWarning
@@ -57,10 +57,14 @@ class RawLog:
         self._last_file = -1
         self._finished = False
 
-    def _warner(self, path: str):  # type: ignore[no-untyped-def]
+    def _warner(self, path: str) -> Callable[[int, str], None]:
+        # No reference to self: the scanners hold this, and a cycle would keep the files
+        # open until the cyclic garbage collector ran (an unlinked file stays on its disk).
+        skipped = self._skipped
+
         def warn(offset: int, what: str) -> None:
-            if self._skipped is not None:
-                self._skipped.append(SkippedLine(path, offset, what))
+            if skipped is not None:
+                skipped.append(SkippedLine(path, offset, what))
             warnings.warn(f"{path}@{offset}: {what}", ZltraceWarning, stacklevel=5)
 
         return warn
@@ -90,10 +94,12 @@ class RawLog:
         yield from out
 
     def close(self) -> None:
+        """Let go of the files (bodies of exchanges already read stay readable)."""
         for i, f in enumerate(self._files):
             if f is not None:
                 f.close()
                 self._files[i] = None
+            self._fds[i] = None
 
     def _open(self, i: int) -> IO[bytes] | None:
         f = self._files[i]
