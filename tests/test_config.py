@@ -144,7 +144,7 @@ def test_bad_env_value_warns_naming_it(name: str, value: str, default: str) -> N
 def test_the_trace_format_comes_from_zltrace_format(value: str, fmt: str) -> None:
     """ZLTRACE_FORMAT picks the trace format (case and spaces aside); Config checks it."""
     assert zltrace.Config.from_env({"ZLTRACE_FORMAT": value}).format == fmt
-    with pytest.raises(zltrace.ConfigError, match="Config.format"):
+    with pytest.raises(zltrace.ConfigError, match=r"Config\.format"):
         zltrace.Config(format="binary")
 
 
