@@ -51,11 +51,62 @@ def one_round(server: BenchServer, fmt: str, n: int) -> dict[str, float]:
     }
 
 
+def replay(server: BenchServer, n: int) -> None:
+    """The worker's own work alone: events captured once, then handed to each format's
+    worker-side code on this thread (no queue, no waking), CPU per exchange."""
+    from zltrace._cli.bench.seams import divert_events
+
+    events: list[tuple[object, ...]] = []
+    with tempfile.TemporaryDirectory() as d:
+        t = zltrace.Tracer(zltrace.Config(dir=d, handle_signals=False, alerts=False))
+        assert divert_events(t, events.append)
+        pool = t.wrap(urllib3.HTTPConnectionPool(server.host, server.port, maxsize=1))
+        for _ in range(n):
+            pool.request("GET", "/json?size=1024").data  # noqa: B018
+        pool.close()
+        t.close(timeout=10)
+    for fmt in ("jsonl", "raw", "jsonl", "raw"):
+        with tempfile.TemporaryDirectory() as d:
+            t = zltrace.Tracer(zltrace.Config(dir=d, format=fmt, handle_signals=False))
+            t._worker.stop(10)  # type: ignore[union-attr]  # its work is done here instead
+            writer, asm, enc = t._writer, t._assembler, t._raw
+            c0 = time.thread_time_ns()
+            if enc is not None:  # what RawWorker does per batch: encode, buffer, flush
+                recs: list[bytes] = []
+                for ev in events:
+                    enc.encode(ev, recs)
+                    for r in recs:
+                        writer.add_record(r)
+                    recs.clear()
+                    if writer.pending >= 100:
+                        writer.flush()
+            else:  # what Worker does: assemble, encode finished exchanges, flush
+                out: list[object] = []
+                for ev in events:
+                    asm.handle(ev, out)
+                    for f in out:
+                        writer.add(f)
+                    out.clear()
+                    if writer.pending >= 100:
+                        writer.flush()
+            writer.flush()
+            c1 = time.thread_time_ns()
+        print(
+            f"{fmt:5}  replayed alone (no queue, no wake-ups, flush per 100 records): "
+            f"{(c1 - c0) / n / 1000:.1f} us CPU/exchange"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--replay", action="store_true", help="the worker-side code alone")
     args = ap.parse_args()
+    if args.replay:
+        with BenchServer() as server:
+            replay(server, args.requests)
+        return
     got: dict[str, list[dict[str, float]]] = {"jsonl": [], "raw": []}
     with BenchServer() as server:
         for i in range(args.rounds):
