@@ -26,7 +26,9 @@ Rules:
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
+from array import array
 from collections.abc import Sequence
 
 __all__ = [
@@ -87,8 +89,9 @@ HEAD_FIXED = struct.Struct("<HBBq")
 HEAD_CHUNKED = 1
 #: REQHEAD's flag (in the record's flags byte): the head was sent whole (its blank line seen).
 REQHEAD_COMPLETE = 1
-#: A string in a payload: its UTF-8 length, then the bytes (``surrogatepass``: header text
-#: decoded from latin-1 or with surrogate escapes round-trips).
+#: A list of strings ends a payload: their count, each one's length in characters, then
+#: their concatenation as UTF-8 (``surrogatepass``: text decoded from latin-1 or with
+#: surrogate escapes round-trips). One encode per record, not one per string.
 STRLEN = struct.Struct("<I")
 
 RECORD_TABLE: Sequence[tuple[int, int, str, str]] = (
@@ -97,7 +100,7 @@ RECORD_TABLE: Sequence[tuple[int, int, str, str]] = (
     (2, 1, "kind", "record kind (below); unknown kinds are skipped by length"),
     (3, 1, "flags", "per kind (REQHEAD bit 0: the head is complete); else 0"),
     (4, 4, "length", "payload bytes n (u32, at most MAX_PAYLOAD)"),
-    (8, 8, "seq", "record number of this writer, from 1 (u64)"),
+    (8, 8, "seq", "record number of this writer: 0 for FILE, then from 1 (u64)"),
     (16, 8, "exchange", "exchange number in the process (u64; 0 for FILE and STOP)"),
     (24, 8, "t", "time.perf_counter_ns() of the event (i64); FILE anchors it to wall time"),
     (32, -1, "payload", "n bytes, per kind (below)"),
@@ -106,20 +109,24 @@ RECORD_TABLE: Sequence[tuple[int, int, str, str]] = (
 
 PAYLOAD_TABLE: Sequence[tuple[str, str]] = (
     ("FILE", "UTF-8 JSON object: format, version, run, pid, host, wall_ns, perf_ns, zltrace"),
-    ("START", "prev u64, logical u64, port i32 (-1: none); str scheme, host, method, target"),
+    ("START", "prev u64, logical u64, port i32 (-1: none); strs: scheme, host, method, target"),
     ("REQHEAD", "request line and headers as sent, CRLF-separated, latin-1, values redacted"),
     ("SEND", "bytes sent after the head (request body, chunk framing included)"),
     (
         "HEAD",
-        "status u16, version u8, flags u8, length i64 (-1); str method, reason; "
-        "count u32, then str name, str value per header (wire order, values redacted)",
+        "status u16, version u8, flags u8, length i64 (-1); strs: method, reason, then name, "
+        "value per header (wire order, values redacted)",
     ),
     ("DATA", "bytes read from the response (chunk framing included)"),
     ("EOF", "empty"),
     ("CLOSE", "empty"),
-    ("ERROR", "str type, str message (credentials scrubbed)"),
+    ("ERROR", "strs: type, message (credentials scrubbed)"),
     ("STOP", "empty"),
-    ("str", "length u32, then that many UTF-8 bytes (surrogatepass)"),
+    (
+        "strs",
+        "count u32, count x u32 lengths in characters, then the strings' concatenation as "
+        "UTF-8 (surrogatepass) to the end of the payload",
+    ),
 )
 
 
@@ -135,24 +142,37 @@ def record(kind: int, flags: int, seq: int, ex: int, t: int, payload: bytes) -> 
     return head + payload + CRC.pack(crc)
 
 
-def pack_str(text: str) -> bytes:
-    data = text.encode("utf-8", "surrogatepass")
-    return STRLEN.pack(len(data)) + data
+def pack_strs(strs: list[str]) -> bytes:
+    """A list of strings, as it ends a payload."""
+    lens = array("I", [len(x) for x in strs])
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        lens.byteswap()
+    text = "".join(strs).encode("utf-8", "surrogatepass")
+    return STRLEN.pack(len(strs)) + lens.tobytes() + text
 
 
-def unpack_strs(data: bytes, offset: int, count: int) -> tuple[list[str], int]:
-    """``count`` strings from ``offset``; ValueError when they do not fit in ``data``."""
+def unpack_strs(data: bytes, offset: int, max_count: int = 1 << 20) -> list[str]:
+    """The list of strings from ``offset`` to the end of ``data``; ValueError when it does
+    not hold together (a count over ``max_count``, lengths that do not add up, bad UTF-8)."""
+    if offset + 4 > len(data):
+        raise ValueError("the string list runs past the payload")
+    (count,) = STRLEN.unpack_from(data, offset)
+    start = offset + 4 + 4 * count
+    if count > max_count or start > len(data):
+        raise ValueError(f"{count} strings do not fit in the payload")
+    lens = array("I")
+    lens.frombytes(data[offset + 4 : start])
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        lens.byteswap()
+    text = data[start:].decode("utf-8", "surrogatepass")
+    if sum(lens) != len(text):
+        raise ValueError("the string lengths do not add up to the text")
     out = []
-    for _ in range(count):
-        if offset + 4 > len(data):
-            raise ValueError("a string runs past the payload")
-        (n,) = STRLEN.unpack_from(data, offset)
-        offset += 4
-        if n > len(data) - offset:
-            raise ValueError("a string runs past the payload")
-        out.append(data[offset : offset + n].decode("utf-8", "surrogatepass"))
-        offset += n
-    return out, offset
+    pos = 0
+    for n in lens:
+        out.append(text[pos : pos + n])
+        pos += n
+    return out
 
 
 def whole_records(data: bytes, start: int = 0) -> int:

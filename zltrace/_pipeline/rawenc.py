@@ -39,7 +39,7 @@ from .._format_raw import (
     START,
     START_FIXED,
     STOP,
-    pack_str,
+    pack_strs,
     preamble,
     record,
 )
@@ -144,13 +144,9 @@ class RawEncoder:
         self._heads[n] = b""
         if len(self._heads) > _STATE_MAX:
             del self._heads[next(iter(self._heads))]
-        payload = (
-            START_FIXED.pack(prev or 0, logical, -1 if port is None else int(port))
-            + pack_str(str(scheme))
-            + pack_str(str(host))
-            + pack_str(str(method))
-            + pack_str(redacted)
-        )
+        payload = START_FIXED.pack(
+            prev or 0, logical, -1 if port is None else int(port)
+        ) + pack_strs([str(scheme), str(host), str(method), redacted])
         out.append(self._rec(START, n, t, payload))
 
     def _send(self, ex: int, data: Any, t: int, out: list[bytes]) -> None:
@@ -228,27 +224,22 @@ class RawEncoder:
         _, ex, t, resp, length = ev
         self._flush_head(ex, t, out)
         redact = self._redact
-        pairs = list(_message_pairs(resp.msg))
-        parts = [
-            HEAD_FIXED.pack(
-                int(resp.status) & 0xFFFF,
-                10 if resp.version == 10 else 11,
-                HEAD_CHUNKED if resp.chunked else 0,
-                -1 if length is None else int(length),
-            ),
-            pack_str(str(resp._method)),
-            pack_str(str(resp.reason)),
-            len(pairs).to_bytes(4, "little"),
-        ]
-        for name, value in pairs:
-            kind = redact.kind(name)
-            if kind == SECRET:
-                value = redact.fingerprint(value)
-            elif kind:
-                value = redact.target(value)[0]
-            parts.append(pack_str(name))
-            parts.append(pack_str(value))
-        out.append(self._rec(HEAD, ex, t, b"".join(parts)))
+        strs = [str(resp._method), str(resp.reason)]
+        kind, fingerprint, target = redact.kind, redact.fingerprint, redact.target
+        for name, value in _message_pairs(resp.msg):
+            k = kind(name)
+            if k == SECRET:
+                value = fingerprint(value)
+            elif k:
+                value = target(value)[0]
+            strs += (name, value)
+        fixed = HEAD_FIXED.pack(
+            int(resp.status) & 0xFFFF,
+            10 if resp.version == 10 else 11,
+            HEAD_CHUNKED if resp.chunked else 0,
+            -1 if length is None else int(length),
+        )
+        out.append(self._rec(HEAD, ex, t, fixed + pack_strs(strs)))
 
     def _error(self, ex: int, exc: BaseException, t: int, out: list[bytes]) -> None:
         self._flush_head(ex, t, out)
@@ -261,7 +252,7 @@ class RawEncoder:
         except Exception:  # a broken __str__ must not break the worker
             message = "<unprintable>"
         message = self._scrubber.scrub(message, self._secrets.get(ex, []))
-        out.append(self._rec(ERROR, ex, t, pack_str(name) + pack_str(message)))
+        out.append(self._rec(ERROR, ex, t, pack_strs([name, message])))
 
     def _remember(self, ex: int, secrets: list[tuple[str, str]]) -> None:
         self._secrets.setdefault(ex, []).extend(secrets)

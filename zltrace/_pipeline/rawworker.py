@@ -4,8 +4,10 @@ The same thread discipline as ``worker.py`` (whose design comment says why): it 
 idle, gathers ``GATHER_S`` after the first event, drains the queue, works in slices of
 ``SLICE_NS`` of its own CPU time with a real sleep between them while the backlog is small,
 and bounds the queue while the memory budget is under pressure. What it does per event is
-less: one record encoded (``rawenc``) and buffered; the writer flushes at ``buffer_size``
-records or when the oldest buffered record is ``flush_ms`` old, so a process killed with
+less: one record encoded (``rawenc``) and buffered; the writer flushes once ``buffer_size``
+exchanges have started since the last flush (an exchange makes a few records: counting
+records would write several times as often for the same traffic) or when the oldest
+buffered record is ``flush_ms`` old, so a process killed with
 SIGKILL loses at most the events of the last ``flush_ms`` (and what the kernel had not
 written of the last ``write``).
 
@@ -61,6 +63,7 @@ class RawWorker:
         self._buffer_size = buffer_size
         self._flush_ns = flush_ms * 1_000_000
         self._oldest: int | None = None
+        self._started = 0  # exchanges started since the last flush
         self.events = 0
         self.exchanges = 0  # exchanges started (START events): the worker ends none
         self.wakeups = 0
@@ -173,7 +176,8 @@ class RawWorker:
                 self._data_bytes += len(ev[2])
             elif kind == ev_kinds.START:
                 self.exchanges += 1
-            if len(out) >= self._buffer_size:
+                self._started += 1
+            if len(out) >= 64:
                 self._add(out)
             now = perf_counter_ns()
             if now - start > SLICE_NS:
@@ -194,8 +198,7 @@ class RawWorker:
         self._add(out)
         self._observer.hold_ns(perf_counter_ns() - start)
         if self._oldest is not None and (
-            writer.pending >= self._buffer_size
-            or perf_counter_ns() - self._oldest >= self._flush_ns
+            self._started >= self._buffer_size or perf_counter_ns() - self._oldest >= self._flush_ns
         ):
             self._flush()
         return False
@@ -209,7 +212,7 @@ class RawWorker:
         out.clear()
         if self._oldest is None:
             self._oldest = perf_counter_ns()
-        if writer.pending >= self._buffer_size:
+        if self._started >= self._buffer_size:
             self._flush()
 
     # -- the memory budget (policy in budget.py; nothing in flight to spill here) -------------
@@ -248,6 +251,7 @@ class RawWorker:
     def _flush(self, force: bool = False) -> None:
         if self._writer.flush(force):
             self._oldest = None
+            self._started = 0
             self._observer.flushed()
         elif self._oldest is None:
             self._oldest = perf_counter_ns()

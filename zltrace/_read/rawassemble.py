@@ -165,7 +165,7 @@ class RawAssembler:
                 self._stopped(ex_id, ex, t, out)
         elif kind == ERROR:
             if ex is not None:
-                (name, message), _ = unpack_strs(rec.payload, 0, 2)
+                name, message = unpack_strs(rec.payload, 0, 2)
                 if ex.error is None:
                     ex.error = (name, message)
                 ex.last_t = t
@@ -178,7 +178,7 @@ class RawAssembler:
     def _start(self, rec: Record, out: list[Exchange]) -> None:
         p = rec.payload
         prev, logical, port = START_FIXED.unpack_from(p, 0)
-        (scheme, host, method, target), _ = unpack_strs(p, START_FIXED.size, 4)
+        scheme, host, method, target = unpack_strs(p, START_FIXED.size, 4)
         before = self._open.get(prev) if prev else None
         if before is not None:
             self._stopped(prev, before, rec.t, out)
@@ -192,13 +192,10 @@ class RawAssembler:
     def _head(self, ex_id: int, ex: _Open, rec: Record, out: list[Exchange]) -> None:
         p = rec.payload
         status, version, flags, length = HEAD_FIXED.unpack_from(p, 0)
-        (method, reason), pos = unpack_strs(p, HEAD_FIXED.size, 2)
-        if pos + 4 > len(p):
-            raise ValueError("header count past the payload")
-        count = int.from_bytes(p[pos : pos + 4], "little")
-        if count > _MAX_HEADERS or count * 8 > len(p):
-            raise ValueError(f"{count} headers do not fit in the payload")
-        flat, _ = unpack_strs(p, pos + 4, 2 * count)
+        strs = unpack_strs(p, HEAD_FIXED.size, 2 + 2 * _MAX_HEADERS)
+        if len(strs) < 2 or len(strs) % 2:
+            raise ValueError(f"{len(strs)} strings: not method, reason and header pairs")
+        method, reason, flat = strs[0], strs[1], strs[2:]
         headers = list(zip(flat[0::2], flat[1::2]))
         t = rec.t
         ex.head = (t, status, reason, version, headers)
