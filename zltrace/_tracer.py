@@ -30,6 +30,7 @@ from ._pipeline.assembler import Assembler, Finished
 from ._pipeline.budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
 from ._pipeline.events import DATA, capture_failed, capture_failures
 from ._pipeline.rawenc import RawEncoder
+from ._pipeline.rawtally import Ended, RawTally
 from ._pipeline.rawworker import RawWorker
 from ._pipeline.redact import Redactor
 from ._pipeline.worker import Worker
@@ -100,6 +101,8 @@ class Tracer:
             raw_header=None if self._raw is None else self._raw.header,
         )
         self._assembler = Assembler(self._run, wall0, perf0, redactor)
+        #: Standard mode, raw log: what the monitor needs of each exchange.
+        self._tally = RawTally(wall0, perf0)
         self._budget = Budget(cfg.memory_pool_size)
         self._relief = threading.Event()
         self._relief.set()
@@ -366,6 +369,10 @@ class Tracer:
         """Standard mode, raw log: the event's records written now, on the caller thread."""
         records: list[bytes] = []
         enc.encode(ev, records)
+        ended: list[Ended] = []
+        self._tally.event(ev, ended)
+        if ended:
+            self._monitor.finished(ended)  # type: ignore[arg-type]  # what it reads
         writer = self._writer
         for rec in records:
             writer.add_record(rec)

@@ -60,6 +60,8 @@ class RawEncoder:
 
     def __init__(self, run_id: str, wall0_ns: int, perf0_ns: int, redactor: Redactor) -> None:
         self._redact = redactor
+        #: The clock anchor of the FILE record: wall time at ``perf0_ns``.
+        self.wall0_ns, self.perf0_ns = wall0_ns, perf0_ns
         self._scrubber = HeadEncoder(redactor)
         self._seq = 0
         #: Exchanges whose request head is not sent whole yet -> the bytes so far.

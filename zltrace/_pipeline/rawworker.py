@@ -30,6 +30,7 @@ from . import events as ev_kinds
 from .budget import Budget
 from .observer import NULL_OBSERVER, WorkerObserver
 from .rawenc import RawEncoder
+from .rawtally import Ended, RawTally
 from .worker import BACKLOG, FLUSH, GATHER_S, SLICE_NS, STOP, YIELD_S
 from .writer import TraceWriter
 
@@ -55,6 +56,8 @@ class RawWorker:
         self._observer = observer
         self._q = q
         self._enc = encoder
+        self._tally = RawTally(encoder.wall0_ns, encoder.perf0_ns)
+        self._ended: list[Ended] = []  # exchanges ended, for the monitor
         self._writer = writer
         self.budget = budget if budget is not None else Budget(writer.memory_limit)
         self._on_pressure = on_pressure
@@ -169,6 +172,7 @@ class RawWorker:
                 continue
             try:
                 enc.encode(ev, out)
+                self._tally.event(ev, self._ended)
             except Exception:
                 self._error("event")
             self.events += 1
@@ -204,6 +208,9 @@ class RawWorker:
         return False
 
     def _add(self, out: list[bytes]) -> None:
+        if self._ended:
+            self._observer.finished(self._ended)  # type: ignore[arg-type]  # what it reads
+            self._ended.clear()
         if not out:
             return
         writer = self._writer
