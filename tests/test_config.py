@@ -126,6 +126,7 @@ def test_spec_aliases_are_accepted_and_zltrace_names_win() -> None:
         ("CLAUDE_TRACE_ZERO_LATENCY_MEMORY_POOL_SIZE", "12", "10485760"),
         ("ZLTRACE_REDACT_HEADERS", "-x-not-a-default", "authorization"),
         ("ZLTRACE_FALLBACK_DIR", "", tempfile.gettempdir()),
+        ("ZLTRACE_FORMAT", "binary", "jsonl"),
     ],
 )
 def test_bad_env_value_warns_naming_it(name: str, value: str, default: str) -> None:
@@ -137,6 +138,14 @@ def test_bad_env_value_warns_naming_it(name: str, value: str, default: str) -> N
     assert repr(value) in message
     assert default in message
     assert c == zltrace.Config()
+
+
+@pytest.mark.parametrize(("value", "fmt"), [("raw", "raw"), (" JSONL ", "jsonl")])
+def test_the_trace_format_comes_from_zltrace_format(value: str, fmt: str) -> None:
+    """ZLTRACE_FORMAT picks the trace format (case and spaces aside); Config checks it."""
+    assert zltrace.Config.from_env({"ZLTRACE_FORMAT": value}).format == fmt
+    with pytest.raises(zltrace.ConfigError, match=r"Config\.format"):
+        zltrace.Config(format="binary")
 
 
 def test_good_env_gives_no_warning() -> None:

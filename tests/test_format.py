@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +22,20 @@ from support.trace import records
 
 import zltrace
 from zltrace._format import INLINE_MAX
+
+
+@pytest.fixture
+def trace_format() -> str:
+    """The JSON-lines trace's own tests (the raw event log's: tests/read/test_rawlog.py)."""
+    return "jsonl"
+
+
+@pytest.fixture(params=["jsonl", "raw"])
+def any_format_tracer(trace_dir: Path, request: pytest.FixtureRequest) -> Iterator[zltrace.Tracer]:
+    """A tracer of each format, for what both formats promise alike."""
+    t = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), flush_ms=10, format=request.param))
+    yield t
+    t.close(timeout=10)
 
 
 def _schema() -> dict[str, object]:
@@ -70,21 +85,25 @@ def test_large_bodies_live_raw_in_the_side_file(tracer: zltrace.Tracer) -> None:
     assert bodies["/big"] in side.read_bytes()
 
 
-def test_directory_is_0700_and_files_are_0600(tracer: zltrace.Tracer, trace_dir: Path) -> None:
-    """Trace files are private to their owner."""
+def test_directory_is_0700_and_files_are_0600(
+    any_format_tracer: zltrace.Tracer, trace_dir: Path
+) -> None:
+    """Trace files are private to their owner (a raw log has no side file)."""
+    tracer = any_format_tracer
     _traffic(tracer)
     records(tracer)
     assert stat.S_IMODE(trace_dir.stat().st_mode) == 0o700
     files = list(trace_dir.iterdir())
-    assert len(files) == 2
+    assert len(files) == (1 if tracer.config.format == "raw" else 2)
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
 
 
-def test_file_name_has_utc_time_and_pid(tracer: zltrace.Tracer) -> None:
+def test_file_name_has_utc_time_and_pid(any_format_tracer: zltrace.Tracer) -> None:
     """One file per tracer per process, named with UTC time and pid."""
-    name = os.path.basename(tracer.path)
-    assert name.startswith("zltrace-") and name.endswith(".jsonl")
+    name = os.path.basename(any_format_tracer.path)
+    suffix = ".zlog" if any_format_tracer.config.format == "raw" else ".jsonl"
+    assert name.startswith("zltrace-") and name.endswith(suffix)
     assert f"-{os.getpid()}-" in name
     assert name[8:24].endswith("Z")
 

@@ -2,14 +2,21 @@
 
 The data flows one way and the imports follow it:
 
-- leaves (``_version``, ``exceptions``, ``_format``, ``_util``, ``config``) import only leaves;
-- ``_pipeline`` (events, worker, budget, redaction, writer) imports leaves and itself;
+- leaves (``_version``, ``exceptions``, ``_format``, ``_format_raw``, ``_util``, ``config``)
+  import only leaves;
+- ``_assembly`` (the rules for turning capture events into exchanges that the worker, for
+  the JSONL trace, and the reader, for the raw event log, must apply alike: end markers,
+  URLs, chunked de-framing) imports leaves and itself, so both may use it without
+  importing each other;
+- ``_pipeline`` (events, worker, budget, redaction, writer) imports leaves, itself and
+  ``_assembly``;
 - ``_capture`` (front-ends, tee, probe) imports leaves, itself and ``_pipeline.events``, the
   vocabulary it feeds the pipeline with;
 - ``_monitor`` imports leaves, itself and ``_pipeline`` (it observes the worker);
 - the composition root (``_tracer``, ``_state``, ``_lifecycle``, ``_pool``) wires capture,
   pipeline and monitor together;
-- the read side (``_read``) imports leaves and itself, never capture or pipeline;
+- the read side (``_read``) imports leaves, itself and ``_assembly``, never capture or
+  pipeline;
 - ``_export`` imports leaves, ``_read`` and itself;
 - ``_cli`` imports leaves, the read side, exports, itself and the public face (``zltrace``);
 - the public face (``zltrace/__init__.py``) imports anything but the CLI.
@@ -26,20 +33,21 @@ from pathlib import Path
 import zltrace
 
 PACKAGE = Path(zltrace.__file__).parent
-LEAVES = ("_version", "exceptions", "_format", "_util", "config")
+LEAVES = ("_version", "exceptions", "_format", "_format_raw", "_util", "config")
 ROOT = ("_tracer", "_state", "_lifecycle", "_pool")
 
 # stage -> prefixes of the modules it may import (besides leaves, always allowed)
 ALLOWED: dict[str, tuple[str, ...]] = {
     "leaf": (),
-    "_pipeline": ("_pipeline",),
+    "_assembly": ("_assembly",),
+    "_pipeline": ("_pipeline", "_assembly"),
     "_capture": ("_capture", "_pipeline.events"),
     "_monitor": ("_monitor", "_pipeline"),
     "root": ("_capture", "_pipeline", "_monitor", *ROOT),
-    "_read": ("_read",),
+    "_read": ("_read", "_assembly"),
     "_export": ("_read", "_export"),
     "_cli": ("_read", "_export", "_cli", ""),
-    "": ("_capture", "_pipeline", "_monitor", "_read", "_export", *ROOT),
+    "": ("_capture", "_pipeline", "_monitor", "_read", "_export", "_assembly", *ROOT),
     "__main__": ("_cli",),
     "_bootstrap": (),  # a sitecustomize, imported by name by site: nothing of ours
 }

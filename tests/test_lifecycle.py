@@ -138,7 +138,8 @@ def test_fork_child_gets_its_own_file_and_worker(tracer: zltrace.Tracer) -> None
         assert pool.urlopen("GET", "/parent-after").data == b"ok"
     parent = records(tracer)
     assert [ex.request.url.rsplit("/", 1)[1] for ex in parent] == ["parent-before", "parent-after"]
-    files = sorted(p for p in Path(parent_path).parent.glob("*.jsonl") if str(p) != parent_path)
+    suffix = Path(parent_path).suffix  # .jsonl or .zlog
+    files = sorted(p for p in Path(parent_path).parent.glob("*" + suffix) if str(p) != parent_path)
     assert len(files) == 1
     child = list(zltrace.read(files[0]))
     assert [ex.request.url.rsplit("/", 1)[1] for ex in child] == [f"child{i}" for i in range(5)]
@@ -181,7 +182,7 @@ def test_worker_thread_is_a_daemon_and_named(tracer: zltrace.Tracer) -> None:
     import threading
 
     # This tracer's worker only: tracers of other tests may still be running.
-    name = "zltrace-worker-" + Path(tracer.path).name.removesuffix(".jsonl")
+    name = "zltrace-worker-" + Path(tracer.path).stem
     workers = [t for t in threading.enumerate() if t.name == name]
     assert len(workers) == 1 and workers[0].daemon
     tracer.close(timeout=5)

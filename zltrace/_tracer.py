@@ -29,6 +29,9 @@ from ._monitor.monitor import Gauges, PerformanceMonitor
 from ._pipeline.assembler import Assembler, Finished
 from ._pipeline.budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
 from ._pipeline.events import DATA, capture_failed, capture_failures
+from ._pipeline.rawenc import RawEncoder
+from ._pipeline.rawtally import Ended, RawTally
+from ._pipeline.rawworker import RawWorker
 from ._pipeline.redact import Redactor
 from ._pipeline.worker import Worker
 from ._pipeline.writer import Opener, TraceWriter
@@ -82,6 +85,10 @@ class Tracer:
         self._run = secrets.token_hex(4)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         stem = f"zltrace-{stamp}-{os.getpid()}-{next(_seq)}"
+        wall0, perf0 = time.time_ns(), time.perf_counter_ns()
+        redactor = Redactor(cfg.redact_headers, query=cfg.redact_query)
+        #: The raw log's encoder (``Config.format="raw"``): events become records as they come.
+        self._raw = RawEncoder(self._run, wall0, perf0, redactor) if cfg.format == "raw" else None
         self._writer = TraceWriter(
             self._dir,
             stem,
@@ -91,18 +98,18 @@ class Tracer:
             memory_limit=cfg.memory_pool_size,
             fallback_dir=cfg.fallback_dir,
             dir_name=_dir_name(cfg.dir),
+            raw_header=None if self._raw is None else self._raw.header,
         )
-        wall0, perf0 = time.time_ns(), time.perf_counter_ns()
-        self._assembler = Assembler(
-            self._run, wall0, perf0, Redactor(cfg.redact_headers, query=cfg.redact_query)
-        )
+        self._assembler = Assembler(self._run, wall0, perf0, redactor)
+        #: Standard mode, raw log: what the monitor needs of each exchange.
+        self._tally = RawTally(wall0, perf0)
         self._budget = Budget(cfg.memory_pool_size)
         self._relief = threading.Event()
         self._relief.set()
         self._sync_lock = threading.Lock()
         self._sync_owner: int | None = None
         self._put: Callable[[tuple[Any, ...]], None]
-        self._worker: Worker | None = None
+        self._worker: Worker | RawWorker | None = None
         self._monitor = PerformanceMonitor(
             cfg,
             self._gauges,
@@ -117,18 +124,33 @@ class Tracer:
             return
         if cfg.zero_latency:
             q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            worker = Worker(
-                q,
-                self._assembler,
-                self._writer,
-                cfg.buffer_size,
-                cfg.flush_ms,
-                name=f"zltrace-worker-{stem}",
-                on_crash=self._worker_crashed,
-                budget=self._budget,
-                on_pressure=self._pressure,
-                observer=self._monitor,
-            )
+            worker: Worker | RawWorker
+            if self._raw is not None:
+                worker = RawWorker(
+                    q,
+                    self._raw,
+                    self._writer,
+                    cfg.buffer_size,
+                    cfg.flush_ms,
+                    name=f"zltrace-worker-{stem}",
+                    on_crash=self._worker_crashed,
+                    budget=self._budget,
+                    on_pressure=self._pressure,
+                    observer=self._monitor,
+                )
+            else:
+                worker = Worker(
+                    q,
+                    self._assembler,
+                    self._writer,
+                    cfg.buffer_size,
+                    cfg.flush_ms,
+                    name=f"zltrace-worker-{stem}",
+                    on_crash=self._worker_crashed,
+                    budget=self._budget,
+                    on_pressure=self._pressure,
+                    observer=self._monitor,
+                )
             try:
                 worker.start()
             except RuntimeError as exc:  # can't start new thread
@@ -209,10 +231,14 @@ class Tracer:
         if not self._sync_lock.acquire(timeout=-1 if timeout is None else timeout):
             return False
         try:
-            out: list[Finished] = []
-            self._assembler.finish_all(time.perf_counter_ns(), out)
-            for f in out:
-                self._writer.add(f)
+            if self._raw is not None:
+                if self._raw.seq:  # no file for a tracer that saw nothing
+                    self._writer.add_record(self._raw.stop(time.perf_counter_ns()))
+            else:
+                out: list[Finished] = []
+                self._assembler.finish_all(time.perf_counter_ns(), out)
+                for f in out:
+                    self._writer.add(f)
             self._writer.close()
             return self._writer.records_lost == 0
         finally:
@@ -317,6 +343,9 @@ class Tracer:
             with self._sync_lock:
                 self._sync_owner = threading.get_ident()
                 try:
+                    if self._raw is not None:
+                        self._sync_raw(ev, self._raw)
+                        return
                     out: list[Finished] = []
                     asm = self._assembler
                     asm.handle(ev, out)
@@ -336,6 +365,23 @@ class Tracer:
                     self._sync_owner = None
         except Exception as exc:
             capture_failed("standard-mode write", exc)
+
+    def _sync_raw(self, ev: tuple[Any, ...], enc: RawEncoder) -> None:
+        """Standard mode, raw log: the event's records written now, on the caller thread."""
+        records: list[bytes] = []
+        enc.encode(ev, records)
+        ended: list[Ended] = []
+        self._tally.event(ev, ended)
+        if ended:
+            self._monitor.finished(ended)  # type: ignore[arg-type]  # what it reads
+        writer = self._writer
+        for rec in records:
+            writer.add_record(rec)
+        self._budget.update(writer.pending_bytes)
+        if writer.flush():
+            self._monitor.flushed()
+        if self._monitor.ticking:
+            self._monitor.maybe_tick()
 
     def _pressure(self, on: bool) -> None:
         """From the worker: make callers wait for it (the queue outgrew the budget), or stop."""

@@ -130,6 +130,17 @@ def _check_port(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         )
 
 
+#: The trace formats a tracer can write (``Config.format``).
+FORMATS = ("jsonl", "raw")
+
+
+def _check_format(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in FORMATS:
+        raise ConfigError(
+            f"Config.{attribute.name} must be one of {', '.join(FORMATS)}, got {value!r}"
+        )
+
+
 def _check_host(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value.strip() or "\x00" in value:
         raise ConfigError(f"Config.{attribute.name} must be a host name or address, got {value!r}")
@@ -166,6 +177,9 @@ class Config:
     fallback_dir: str = attrs.field(
         factory=_default_fallback_dir, converter=_to_dir, validator=_check_dir
     )
+    #: What the trace is: "jsonl" (one JSON line per finished exchange, assembled by the
+    #: worker) or "raw" (a binary log of capture events; assembled at read time).
+    format: str = attrs.field(default="jsonl", validator=_check_format)
     #: Header-name patterns (fnmatch, case-insensitive) whose values are replaced by a fingerprint.
     redact_headers: tuple[str, ...] = attrs.field(
         default=DEFAULT_REDACT_HEADERS, converter=_to_patterns, validator=_check_patterns
@@ -254,6 +268,13 @@ def _parse_dir(text: str) -> str:
     return text
 
 
+def _parse_format(text: str) -> str:
+    low = text.strip().lower()
+    if low not in FORMATS:
+        raise ValueError(f"expected one of {', '.join(FORMATS)}")
+    return low
+
+
 def _parse_port(text: str) -> int | None:
     """A port number; ``off``, ``none`` or empty: no endpoints."""
     if text.strip().lower() in ("", "off", "none"):
@@ -317,6 +338,7 @@ _ENV: dict[str, tuple[str, str | None, Callable[[str], Any], str]] = {
     ),
     "dir": ("ZLTRACE_DIR", None, _parse_dir, "a non-empty path"),
     "fallback_dir": ("ZLTRACE_FALLBACK_DIR", None, _parse_dir, "a non-empty path"),
+    "format": ("ZLTRACE_FORMAT", None, _parse_format, "raw or jsonl"),
     "redact_headers": (
         "ZLTRACE_REDACT_HEADERS",
         None,

@@ -408,6 +408,8 @@ def test_thousand_requests_from_hundred_threads(
         assert e.response is not None and e.response.raw_body == path.encode() * 3
     paths = {e.request.url for e in exs}
     assert len(paths) == n_threads * per_thread
+    if any_tracer.config.format == "raw":
+        return  # a raw log has no lines: the exchanges read back above are what it holds
     lines = Path(any_tracer.path).read_bytes().splitlines()
     assert len(lines) == n_threads * per_thread
     for line in lines:

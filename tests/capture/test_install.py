@@ -176,6 +176,7 @@ def test_register_frontend_runs_on_import_and_undoes(
         return lambda: calls.append("undone")
 
     monkeypatch.setitem(_install._frontends, "zl_fake_frontend", [])
+    monkeypatch.delitem(sys.modules, "zl_fake_frontend", raising=False)  # imported by a run before
     _install.register_frontend("zl_fake_frontend", installer)
     zltrace.install(tracer)
     assert calls == [] and "zl_fake_frontend" not in sys.modules

@@ -541,6 +541,7 @@ def test_make_request_is_forwarded_by_position_only_for_urllib3s_own_signature(
     ``_make_request`` signature keeps the generic one, and both record every exchange."""
     from zltrace._capture import pool as _pool
 
+    _LoggingPool.seen = []  # the class's own list: the test runs once per trace format
     with ScriptedServer([response(200, b"ok")]) as srv:
         stock = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
         own = tracer.wrap(_LoggingPool("127.0.0.1", srv.port))

@@ -25,6 +25,6 @@ class MainOnly(Faults):
     """Faults that spare the dead-letter file: only the trace itself is broken."""
 
     def __call__(self, path: str, flags: int, mode: int = 0o777) -> int:
-        if path.endswith(".deadletter.jsonl"):
+        if path.endswith((".deadletter.jsonl", ".deadletter.zlog")):
             return os.open(path, flags, mode)
         return super().__call__(path, flags, mode)

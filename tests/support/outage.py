@@ -154,6 +154,7 @@ def run_outage(
         filler = fill(mnt)
     if "fallback_dir" in attrs.fields_dict(zltrace.Config):  # absent before the fallback existed
         cfg["fallback_dir"] = str(fallback_dir)
+    cfg.setdefault("format", FORMAT)
     tracer = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), handle_signals=False, **cfg))
     try:
         with Traffic(tracer, srv.port, body_size) as traffic:
@@ -233,9 +234,24 @@ def ids_on_disk(path: Path) -> list[str]:
     return [ex.request.url.rsplit("/", 1)[1] for ex in zltrace.read(path)]
 
 
+#: The trace format the fault tests write (``fault_format`` runs each of them with both).
+FORMAT = "jsonl"
+
+
+def suffixes() -> tuple[str, str]:
+    """The trace and dead-letter suffixes of :data:`FORMAT`."""
+    return (".zlog", ".deadletter.zlog") if FORMAT == "raw" else (".jsonl", ".deadletter.jsonl")
+
+
+def at_least(n: int) -> int:
+    """What ``n`` exchanges count as records: n lines, or more raw records (a few each)."""
+    return n if FORMAT == "jsonl" else 3 * n
+
+
 def make_tracer(trace_dir: Path, opener: Any = os.open, **cfg: Any) -> zltrace.Tracer:
     """A tracer writing to ``trace_dir`` (its fallback directory beside it) through ``opener``."""
     settings: dict[str, Any] = {
+        "format": FORMAT,
         "dir": str(trace_dir),
         "fallback_dir": str(trace_dir.parent / "fallback"),
         "flush_ms": 5,

@@ -91,7 +91,7 @@ def _trace_exchanges(args: argparse.Namespace, verb: str) -> Iterator[Any] | Non
         return None
     if os.path.isdir(args.path) and not trace_files(args.path):
         print(
-            f"error: {args.path}: no trace files (*.jsonl) in it or its sub-directories",
+            f"error: {args.path}: no trace files (*.jsonl, *.zlog) in it or its sub-directories",
             file=sys.stderr,
         )
         return None
@@ -137,6 +137,8 @@ def _write_exchanges(
 def _export(args: argparse.Namespace) -> int:
     if args.claude_trace:
         from .._export.claude_trace import export_claude_trace as export
+    elif args.jsonl:
+        from .._export.jsonl import export_jsonl as export
     else:
         from .._export.har import export_har as export
     return _write_exchanges(args, export, "exported")
@@ -202,11 +204,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     cfg.add_argument("--check", action="store_true", help="exit 2 if any variable is invalid")
     cfg.add_argument("--json", action="store_true", help="print JSON")
-    exp = sub.add_parser("export", help="export a trace as HAR 1.2 or as claude-trace JSON lines")
+    exp = sub.add_parser(
+        "export", help="export a trace as HAR 1.2, claude-trace JSON lines or trace lines"
+    )
     fmt = exp.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--har", action="store_true", help="HAR 1.2 (one JSON document)")
     fmt.add_argument(
         "--claude-trace", action="store_true", help="claude-trace's JSON lines (one per exchange)"
+    )
+    fmt.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="zltrace's own trace lines (version 1, bodies inline; a raw log for jq)",
     )
     exp.add_argument("path", metavar="PATH", help="a trace file, or a directory of them")
     exp.add_argument("-o", "--output", metavar="OUT", help="output file (default, or -: stdout)")

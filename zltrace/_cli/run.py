@@ -76,7 +76,7 @@ def _trace_dir(env: dict[str, str]) -> Path:
 
 
 def _trace_files(d: Path) -> set[Path]:
-    return set(d.glob("*.jsonl")) if d.is_dir() else set()
+    return set(d.glob("*.jsonl")) | set(d.glob("*.zlog")) if d.is_dir() else set()
 
 
 def main(args: argparse.Namespace) -> int:

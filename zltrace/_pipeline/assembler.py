@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .endmark import ends_with_marker
+from .._assembly.endmark import ends_with_marker
 from .events import CLOSE, DATA, EOF, ERROR, HEAD, SEND, START
 from .finished import Buffer, Extent, Finished, Piece, StoredReads
 from .heads import HeadEncoder

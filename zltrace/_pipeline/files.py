@@ -27,7 +27,8 @@ import stat
 from collections.abc import Sequence
 from typing import Any, Callable, Union
 
-from .._format import DEAD_LETTER_SUFFIX, SIDE_SUFFIX, TRACE_SUFFIX
+from .._format import ALL_SUFFIXES
+from .._format_raw import whole_records
 
 Buffer = Union[bytes, memoryview]
 Opener = Callable[[str, int, int], int]
@@ -177,11 +178,7 @@ def claim_names(
     for k in range(CLAIM_TRIES):
         name = stem if k == 0 else f"{stem}-{k}"
         base = os.path.join(directory, name)
-        taken = [
-            base + suffix
-            for suffix in (TRACE_SUFFIX, SIDE_SUFFIX, DEAD_LETTER_SUFFIX)
-            if os.path.lexists(base + suffix)
-        ]
+        taken = [base + suffix for suffix in ALL_SUFFIXES if os.path.lexists(base + suffix)]
         if not taken:
             return directory, name
         if k == 0:
@@ -193,13 +190,27 @@ def claim_names(
     raise OSError(errno.EEXIST, "no free trace file name", os.path.join(directory, stem))
 
 
+def whole_lines(data: bytes) -> int:
+    """How many bytes of ``data`` are whole trace lines."""
+    return data.rfind(b"\n") + 1
+
+
 class AppendFile:
-    """One file opened for appending on first use; ``end`` is where our data ends in it."""
+    """One file opened for appending on first use; ``end`` is where our data ends in it.
+
+    ``header``: what a new (empty) file starts with, written when it is created (a raw log's
+    preamble and FILE record); a file re-created after a removal starts with it again.
+    """
 
     def __init__(
-        self, path: str, opener: Opener, on_recreated: Callable[[str], None] | None = None
+        self,
+        path: str,
+        opener: Opener,
+        on_recreated: Callable[[str], None] | None = None,
+        header: bytes = b"",
     ) -> None:
         self.path = path
+        self.header = header
         self._opener = opener
         self._on_recreated = on_recreated
         self.fd: int | None = None
@@ -220,6 +231,13 @@ class AppendFile:
                 make_dirs(directory)
             fd, self.ident = open_ours(self.path, self._opener, self.ident)
             self.end = os.fstat(fd).st_size
+            if self.end == 0 and self.header:
+                try:
+                    self.end = write_all(fd, [self.header])
+                except OSError:
+                    cut_back(fd, 0)
+                    _close(fd)
+                    raise
             self.fd = fd
         return fd
 
@@ -238,9 +256,13 @@ class TraceFile(AppendFile):
     """The trace: whole lines only."""
 
     def __init__(
-        self, path: str, opener: Opener, on_recreated: Callable[[str], None] | None = None
+        self,
+        path: str,
+        opener: Opener,
+        on_recreated: Callable[[str], None] | None = None,
+        header: bytes = b"",
     ) -> None:
-        super().__init__(path, opener, on_recreated)
+        super().__init__(path, opener, on_recreated, header)
         self._torn = False  # a failed append left part of a line that could not be cut
 
     def append(self, lines: Sequence[bytes]) -> None:
@@ -303,11 +325,17 @@ class DeadLetterFile:
     """Lines the trace could not take, kept in the trace's format until they are copied back.
 
     Opened for each batch and closed again: it is a path of last resort, used rarely. With
-    ``private``, its directory is checked (see :func:`private_dir`) before each use.
+    ``private``, its directory is checked (see :func:`private_dir`) before each use. A raw
+    log's dead-letter file starts with the same ``header`` as its trace (not copied back).
     """
 
-    def __init__(self, path: str, opener: Opener, private: bool = False) -> None:
+    def __init__(
+        self, path: str, opener: Opener, private: bool = False, header: bytes = b""
+    ) -> None:
         self.path = path
+        self.header = header
+        #: How many bytes of a block are whole units (lines, or raw records).
+        self._whole = whole_records if header else whole_lines
         self._opener = opener
         self._private = private
         self.records = 0  # records in the file, not yet copied into the trace
@@ -322,7 +350,7 @@ class DeadLetterFile:
         try:
             size = os.fstat(fd).st_size
             try:
-                write_all(fd, lines)
+                write_all(fd, [self.header, *lines] if size == 0 and self.header else lines)
             except OSError:
                 cut_back(fd, size)
                 raise
@@ -337,14 +365,15 @@ class DeadLetterFile:
         half-way neither leaves a torn line in the trace nor copies the first half twice.
         """
         fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
+        base = len(self.header)
         try:
             carry = b""
             while True:
-                block = os.pread(fd, _COPY_BLOCK, self._copied + len(carry))
+                block = os.pread(fd, _COPY_BLOCK, base + self._copied + len(carry))
                 if not block:
                     break
                 data = carry + block
-                cut = data.rfind(b"\n") + 1
+                cut = self._whole(data)
                 if cut:
                     trace.append([data[:cut]])
                     self._copied += cut

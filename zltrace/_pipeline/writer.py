@@ -32,6 +32,14 @@ record is dropped while there is anywhere to keep it:
 
 Each change of mode is logged once at WARNING (later repeats at DEBUG) and counted.
 
+A raw event log (``raw_header`` given) goes through the same policy: its records are the
+units written, held, dead-lettered and re-driven, and every file starts with the header.
+Its records must reach the trace in the order they were made (the reader assembles
+exchanges from them), so for it the writer keeps one queue: while anything waits in a
+dead-letter file, the fallback or memory, new records go behind it -- the re-drive comes
+first (dead-letter file, then fallback, then memory: oldest first), and once the fallback
+holds records, what would go to the dead-letter file goes there too.
+
 The names are claimed before the first file is opened: the trace directory must be a
 directory we own that others cannot write (created 0700 if missing); one that is not is
 refused with one :class:`ZltraceWarning` naming it (``dir_name``, e.g. ``ZLTRACE_DIR``, and its
@@ -50,9 +58,13 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, Callable
 
-import attrs
-
-from .._format import DEAD_LETTER_SUFFIX, SIDE_SUFFIX, TRACE_SUFFIX
+from .._format import (
+    DEAD_LETTER_SUFFIX,
+    RAW_DEAD_LETTER_SUFFIX,
+    RAW_SUFFIX,
+    SIDE_SUFFIX,
+    TRACE_SUFFIX,
+)
 from ..exceptions import ZltraceWarning
 from .files import DeadLetterFile, Opener, SideFile, TraceFile, claim_names
 from .finished import Buffer, Finished
@@ -60,6 +72,7 @@ from .held import HeldLines, compress
 from .lines import LineEncoder
 from .losses import LossReport
 from .schedule import Schedule
+from .writecounts import RateMeter, WriteCounts
 
 __all__ = ["Opener", "TraceWriter"]
 
@@ -74,51 +87,8 @@ SPILL_AT = 0.75
 HOLD_BLOCK = 64 * 1024
 #: A spill that failed is tried again no sooner than this (nor than one first backoff delay).
 SPILL_RETRY_NS = 1_000_000_000
-#: The rate of encoded bytes is measured over windows this long ...
-RATE_WINDOW_NS = 1_000_000_000
 #: ... and, while writes work, what a held line would cost is sampled this often.
 SAMPLE_NS = 10_000_000_000
-
-
-@attrs.define
-class RateMeter:
-    """Encoded line bytes per second over the last whole window."""
-
-    start: int
-    added: int = 0  # bytes since ``start``
-    rate: float = 0.0
-    at: int = 0  # when ``rate`` was measured
-
-    def tick(self, now: int) -> None:
-        elapsed = now - self.start
-        if elapsed >= RATE_WINDOW_NS:
-            self.rate = self.added * 1e9 / elapsed
-            self.at = self.start = now
-            self.added = 0
-
-    def current(self, now: int) -> float:
-        """The rate, or 0 when no window ended lately (no traffic, nothing flushed)."""
-        return self.rate if now - self.at <= 2 * RATE_WINDOW_NS else 0.0
-
-
-class WriteCounts:
-    """What the writer has done, for ``stats()``: counters bumped on the writing thread."""
-
-    records_written = 0
-    bytes_written = 0  # trace and side file
-    batches = 0
-    write_errors = 0
-    retries = 0
-    probes = 0  # failed tries between counted ones
-    dead_lettered_batches = 0
-    dead_lettered_records = 0
-    fallback_records = 0  # records spilled to the fallback directory
-    redriven_records = 0
-    degradations = 0
-    files_recreated = 0
-    records_lost = 0
-    last_error: str | None = None
-    dir_problem: str | None = None  # why the trace directory was refused, while it is
 
 
 class TraceWriter(WriteCounts):
@@ -136,7 +106,9 @@ class TraceWriter(WriteCounts):
         fallback_dir: str | None = None,
         dir_name: str = "Config.dir",
         clock: Callable[[], int] = time.perf_counter_ns,
+        raw_header: bytes | None = None,
     ) -> None:
+        self._raw = raw_header
         self._directory = directory
         self._stem = stem
         self._opener = opener
@@ -165,14 +137,24 @@ class TraceWriter(WriteCounts):
         """The files of ``stem`` in ``directory`` (none opened yet)."""
         opener, fallback_dir = self._opener, self._fallback_dir
         base = os.path.join(directory, stem)
-        self._trace = TraceFile(base + TRACE_SUFFIX, opener, self._recreated)
+        raw = self._raw
+        trace, dead = (
+            (TRACE_SUFFIX, DEAD_LETTER_SUFFIX)
+            if raw is None
+            else (
+                RAW_SUFFIX,
+                RAW_DEAD_LETTER_SUFFIX,
+            )
+        )
+        header = raw or b""
+        self._trace = TraceFile(base + trace, opener, self._recreated, header)
         self._side = SideFile(base + SIDE_SUFFIX, opener)
-        self._dead = DeadLetterFile(base + DEAD_LETTER_SUFFIX, opener)
+        self._dead = DeadLetterFile(base + dead, opener, header=header)
         self._fallback = (
             None
             if fallback_dir is None or directory == fallback_dir
             else DeadLetterFile(
-                os.path.join(fallback_dir, stem + DEAD_LETTER_SUFFIX), opener, private=True
+                os.path.join(fallback_dir, stem + dead), opener, private=True, header=header
             )
         )
         self._encoder.rename(stem + SIDE_SUFFIX)
@@ -254,6 +236,12 @@ class TraceWriter(WriteCounts):
         self._lines_bytes += len(data)
         self._meter.added += len(data)
 
+    def add_record(self, data: bytes) -> None:
+        """Buffer one encoded raw record."""
+        self._lines.append(data)
+        self._lines_bytes += len(data)
+        self._meter.added += len(data)
+
     # -- output ------------------------------------------------------------------------------
 
     def flush(self, force: bool = False) -> bool:
@@ -277,6 +265,9 @@ class TraceWriter(WriteCounts):
         if now >= self._sample_at:
             self._sample(lines, now)
         try:
+            if waiting and self._raw is not None:
+                self._redrive_in_order()  # what waits is older: it goes first
+                waiting = None
             self._write_lines(lines)
         except OSError as exc:
             self._write_failed(exc, counts)
@@ -392,7 +383,12 @@ class TraceWriter(WriteCounts):
     def _move_to(self, fallback: bool, with_lines: bool) -> OSError | None:
         """Append the held lines (and the buffered ones) to the dead-letter file (or the
         fallback's), oldest first; the error if it refused some (those stay where they were).
-        The dead-letter file needs the names claimed; the fallback checks its own directory."""
+        The dead-letter file needs the names claimed; the fallback checks its own directory.
+        Raw records go to the fallback once it holds some: newer records must not be re-driven
+        before its."""
+        fb = self._fallback
+        if self._raw is not None and fb is not None and fb.records:
+            fallback = True
         try:
             self._claim()
         except OSError as exc:
@@ -422,9 +418,24 @@ class TraceWriter(WriteCounts):
             self._note_mode("fallback", f"records spilled to {target.path} until the trace works")
         return error
 
+    def _redrive_in_order(self) -> None:
+        """Raw records: the dead-letter file, the fallback, then memory (oldest first) into
+        the trace; raises ``OSError`` where it stopped (the rest stays where it was)."""
+        self._claim()
+        for dead in (self._dead, self._fallback):
+            if dead is not None and dead.records:
+                dead.copy_to(self._trace, self._copied)
+                self.redriven_records += dead.records
+                self.records_written += dead.records
+                dead.records = 0
+        if self._held:
+            self._held.drain(self._to_trace)
+
     def _redrive(self, counts: bool) -> None:
         """Copy what memory and the dead-letter files hold into the trace, now that it works."""
         try:
+            if self._raw is not None:
+                self._redrive_in_order()
             if self._held:
                 self._held.drain(self._to_trace)
             for dead in (self._dead, self._fallback):

@@ -10,6 +10,7 @@ import attrs
 
 from .decode import DEFAULT_DECODE_LIMITS, DecodeLimits, decode_content
 from .eventstream import EventFrame, is_aws_event_stream, parse_event_stream
+from .lazybody import LazyBody
 from .llm import Usage, is_event_stream, message_from_body, model_of, usage_of
 from .sse import SSEEvent, parse_sse
 
@@ -24,12 +25,18 @@ class Request:
     url: str
     http_version: str
     headers: list[tuple[str, str]]
-    #: Exactly the bytes sent (after chunked de-framing), before content decoding.
-    body: bytes | None
+    #: The body (``body=`` when built): bytes, or where a raw log holds them (read on use).
+    _body: bytes | LazyBody | None
     #: How far :attr:`decoded_body` may decode (:func:`zltrace.read` sets them).
     decode_limits: DecodeLimits = attrs.field(
         default=DEFAULT_DECODE_LIMITS, kw_only=True, eq=False, repr=False
     )
+
+    @cached_property
+    def body(self) -> bytes | None:
+        """Exactly the bytes sent (after chunked de-framing), before content decoding."""
+        b = self._body
+        return b.load() if isinstance(b, LazyBody) else b
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
@@ -61,8 +68,8 @@ class Response:
     reason: str
     http_version: str
     headers: list[tuple[str, str]]
-    #: Exactly the bytes received, after chunked de-framing, before content decoding.
-    raw_body: bytes
+    #: The body as received (``raw_body=`` when built): bytes, or where a raw log holds them.
+    _raw_body: bytes | LazyBody
     #: How the body was delimited: "length", "chunked", "close" or "none".
     framing: str
     #: Arrival of body bytes: (end offset in raw_body, ns since the exchange started).
@@ -75,6 +82,13 @@ class Response:
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
         return _header(self.headers, name)
+
+    @cached_property
+    def raw_body(self) -> bytes:
+        """Exactly the bytes received, after chunked de-framing, before content decoding
+        (read from the trace file when first asked, for a raw log)."""
+        b = self._raw_body
+        return b.load() if isinstance(b, LazyBody) else b
 
     @cached_property
     def _decoded(self) -> tuple[bytes, str | None]:

@@ -18,14 +18,19 @@ from typing import Union
 from .._format import (
     DEAD_LETTER_SUFFIX,
     FORMAT_VERSION,
+    RAW_DEAD_LETTER_SUFFIX,
+    RAW_SUFFIX,
     TRACE_SUFFIX,
     dead_letter_path,
     stem_of,
 )
+from .._format_raw import MAX_PAYLOAD
 from ..exceptions import InvalidArgumentError, ZltraceWarning
 from .decode import DEFAULT_DECODE_LIMITS, DecodeLimits
 from .exchange import ErrorInfo, Exchange, Request, Response, SkippedLine, Timing
 from .line import build
+from .rawlog import read_raw
+from .rawscan import is_raw_log
 from .sidefile import SideFiles
 
 __all__ = [
@@ -49,10 +54,10 @@ _SKIP_CHUNK = 1 << 20
 
 
 def trace_files(path: PathLike) -> list[str]:
-    """The trace files at ``path``: a directory's ``*.jsonl``, its sub-directories' too
-    (a directory of trace directories), by path; or the file itself -- after its dead-letter
-    file (``<stem>.deadletter.jsonl``, written while the trace could not be) when there is
-    one."""
+    """The trace files at ``path``: a directory's ``*.jsonl`` and ``*.zlog`` (raw event
+    logs), its sub-directories' too (a directory of trace directories), by path; or the file
+    itself -- after its dead-letter file (``<stem>.deadletter.jsonl`` or ``.deadletter.zlog``,
+    written while the trace could not be) when there is one."""
     p = os.fspath(path)
     if os.path.isdir(p):
         # A dead-letter file sorts before its trace (".d" < ".j"), as it is read below.
@@ -62,10 +67,12 @@ def trace_files(path: PathLike) -> list[str]:
             found.extend(
                 os.path.join(top, n)
                 for n in sorted(names)
-                if n.endswith(TRACE_SUFFIX) and os.path.isfile(os.path.join(top, n))
+                if n.endswith((TRACE_SUFFIX, RAW_SUFFIX)) and os.path.isfile(os.path.join(top, n))
             )
         return found
-    if p.endswith(TRACE_SUFFIX) and not p.endswith(DEAD_LETTER_SUFFIX):
+    if (p.endswith(TRACE_SUFFIX) and not p.endswith(DEAD_LETTER_SUFFIX)) or (
+        p.endswith(RAW_SUFFIX) and not p.endswith(RAW_DEAD_LETTER_SUFFIX)
+    ):
         dead = dead_letter_path(p)
         if os.path.exists(dead):
             # The trace itself may never have been created (its writes failed from the start).
@@ -111,7 +118,17 @@ def _read(
     path: PathLike, skipped: list[SkippedLine] | None, limits: DecodeLimits, max_line: int
 ) -> Iterator[Exchange]:
     dead_ids: dict[str, set[str]] = {}  # trace stem -> ids already read from its dead letters
+    max_payload = min(max_line, MAX_PAYLOAD)
     for file in trace_files(path):
+        if file.endswith(RAW_DEAD_LETTER_SUFFIX):
+            if os.path.exists(stem_of(file) + RAW_SUFFIX):
+                continue  # read with its trace, merged record by record
+            yield from read_raw([file], skipped, limits, max_payload)
+            continue
+        if file.endswith(RAW_SUFFIX) or (not file.endswith(TRACE_SUFFIX) and is_raw_log(file)):
+            dead = stem_of(file) + RAW_DEAD_LETTER_SUFFIX
+            yield from read_raw([dead, file], skipped, limits, max_payload)
+            continue
         if file.endswith(DEAD_LETTER_SUFFIX):
             ids = dead_ids.setdefault(stem_of(file), set())
             try:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import base64
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 
-from .finished import Extent, Piece
+#: A piece of a body: bytes, or anything else with a size (bytes not at hand, e.g. spilled
+#: to a side file), which stops the tail there.
+Piece = Sized
 
 __all__ = ["ends_with_marker"]
 
@@ -62,7 +64,7 @@ def _tail(pieces: Sequence[Piece], limit: int) -> bytes:
     out: list[bytes] = []
     size = 0
     for piece in reversed(pieces):
-        if isinstance(piece, Extent):
+        if not isinstance(piece, (bytes, bytearray, memoryview)):
             break  # spilled: what came before is not at hand
         out.append(bytes(piece))
         size += len(piece)
