@@ -110,10 +110,34 @@ def warm(sides: Sequence[Side], path: str, n: int) -> None:
             side.count(1, nbytes)
 
 
+def diff_of_quantiles(traced_ns: Sequence[int], bare_ns: Sequence[int]) -> dict[str, float]:
+    """p50/p95/p99 of one sample minus the same quantile of the other, in microseconds.
+
+    The verdicts' statistic: a per-pair difference cancels the worker's deferred work out of
+    the pairs when it lands on the bare request that runs next; the two samples' quantiles
+    keep it where it fell.
+    """
+    if not traced_ns or not bare_ns:
+        return {"n": 0}
+    return {
+        "n": min(len(traced_ns), len(bare_ns)),
+        **{
+            f"p{round(q * 100)}": round(
+                (quantile_of(traced_ns, q) - quantile_of(bare_ns, q)) / 1000, 3
+            )
+            for q in (0.5, 0.95, 0.99)
+        },
+    }
+
+
 def summarise(s: Samples, side: int) -> dict[str, Any]:
     """Distributions of one interleaved run, side ``side`` against the bare side 0."""
     ttlb_t, ttlb_b = s.ttlb[side], s.ttlb[0]
     return {
+        # Difference of the two samples' quantiles: what the verdict lines use.
+        "diff_ttlb_us": diff_of_quantiles(ttlb_t, ttlb_b),
+        "diff_ttfb_us": diff_of_quantiles(s.ttfb[side], s.ttfb[0]),
+        # Per pair (traced - bare of one round): INFO lines.
         "pairs": s.n,
         "elapsed_s": round(s.elapsed_s, 3),
         "bare_ttlb_us": dist_us(ttlb_b),

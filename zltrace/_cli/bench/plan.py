@@ -37,6 +37,7 @@ CAPACITY_GOAL_MBPS = 200.0
 RATIO_MIN = 0.97
 RSS_OVER_MB = 25.0
 SLOPE_MAX_MB_PER_MIN = 0.5  # "no upward slope": under 5 MB per 10 minutes
+SLOPE_VERDICT_MIN_S = 600.0  # a shorter run's slope is warm-up and noise: INFO only
 CALLER_PER_CHUNK_US = 0.5
 CALLER_PER_REQUEST_US = 5.0
 CAPACITY_STEPS_MBPS: tuple[float | None, ...] = (50, 100, 200, 300, None)  # None: no pacing
@@ -57,6 +58,8 @@ class Plan:
         self.paced_s = 0.3 if quick else 2.5
         self.paced_1m_s = 0.4 if quick else 3.0
         self.capacity_step_s = 0.12 if quick else 0.8
+        self.block_rounds = 12 if quick else 60  # back-to-back: rounds of one block per side
+        self.block_budget_s = 4.0 if quick else 20.0
         self.tp_run_s = 0.12 if quick else 0.35
         self.tp_rounds = 1 if quick else 2  # of (bare, traced, traced, bare)
         self.tp_max_requests: int | None = args.requests

@@ -103,13 +103,38 @@ class CallerOnlySide(Side):
     What remains of the traced - bare difference is the capture code on the caller thread
     alone (tuples, ``perf_counter_ns``, ``put``), without the worker's wake-ups and GIL holds.
     ``usable`` is False where the events cannot be diverted (see ``seams.divert_events``).
+
+    With ``discard_every_s``, a thread wakes that often and drops what was queued: a worker
+    that discards, the physical ceiling of capture as it is (the throughput part's
+    "capture only" side). Its trace stays empty; nothing about it is checked for loss.
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(
+        self,
+        run: Run,
+        *,
+        maxsize: int = 1,
+        discard_every_s: float | None = None,
+        label: str = "caller only",
+    ) -> None:
         self.tracer = Tracer(Config(dir=run.trace_dir, handle_signals=False))
         self.sink: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        super().__init__(self.tracer.wrap(new_pool(run.server, 1)), "caller only")
+        super().__init__(self.tracer.wrap(new_pool(run.server, maxsize)), label)
         self.usable = divert_events(self.tracer, self.sink.put)
+        self._stop = threading.Event()
+        self._discarder: threading.Thread | None = None
+        if self.usable and discard_every_s is not None:
+            self._discarder = threading.Thread(
+                target=self._discard_loop,
+                args=(discard_every_s,),
+                name="zltrace-bench-discard",
+                daemon=True,
+            )
+            self._discarder.start()
+
+    def _discard_loop(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            self.drain()
 
     def drain(self) -> None:
         """Drop the queued events."""
@@ -118,7 +143,10 @@ class CallerOnlySide(Side):
                 self.sink.get_nowait()
 
     def close(self) -> None:
-        """Close the tracer and the pool, delete the trace."""
+        """Stop the discarding thread, close the tracer and the pool, delete the trace."""
+        self._stop.set()
+        if self._discarder is not None:
+            self._discarder.join(timeout=10)
         self.drain()
         self.tracer.close(timeout=10)
         self.pool.close()
