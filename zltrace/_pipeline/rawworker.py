@@ -1,7 +1,7 @@
 """The background worker of a raw event log: events in, records out, nothing per exchange.
 
-The same thread discipline as ``worker.py`` (whose design comment says why): it blocks while
-idle, gathers ``GATHER_S`` after the first event, drains the queue, works in slices of
+The same thread as ``worker.py`` (``drain.py``; ``worker.py``'s design comment says why): it
+blocks while idle, gathers ``GATHER_S`` after the first event, drains the queue, works in slices of
 ``SLICE_NS`` of its own CPU time with a real sleep between them while the backlog is small,
 and bounds the queue while the memory budget is under pressure. What it does per event is
 less: one record encoded (``rawenc``) and buffered; the writer flushes once ``buffer_size``
@@ -19,25 +19,21 @@ handled.
 
 from __future__ import annotations
 
-import logging
 import queue
-import threading
 import time
 from time import perf_counter_ns, thread_time_ns
 from typing import Any, Callable
 
 from . import events as ev_kinds
 from .budget import Budget
+from .drain import BACKLOG, FLUSH, SLICE_NS, STOP, YIELD_S, DrainThread
 from .observer import NULL_OBSERVER, WorkerObserver
 from .rawenc import RawEncoder
 from .rawtally import Ended, RawTally
-from .worker import BACKLOG, FLUSH, GATHER_S, SLICE_NS, STOP, YIELD_S
 from .writer import TraceWriter
 
-log = logging.getLogger(__name__)
 
-
-class RawWorker:
+class RawWorker(DrainThread):
     """Drains the tracer's queue into raw records and the writer, on its own thread."""
 
     def __init__(
@@ -53,97 +49,16 @@ class RawWorker:
         on_pressure: Callable[[bool], None] | None = None,
         observer: WorkerObserver = NULL_OBSERVER,
     ) -> None:
-        self._observer = observer
-        self._q = q
+        super().__init__(q, writer, flush_ms, name, on_crash, observer)
         self._enc = encoder
         self._tally = RawTally(encoder.wall0_ns, encoder.perf0_ns)
         self._ended: list[Ended] = []  # exchanges ended, for the monitor
-        self._writer = writer
         self.budget = budget if budget is not None else Budget(writer.memory_limit)
         self._on_pressure = on_pressure
         self._mean = 0
         self._data_bytes = 0
         self._buffer_size = buffer_size
-        self._flush_ns = flush_ms * 1_000_000
-        self._oldest: int | None = None
         self._started = 0  # exchanges started since the last flush
-        self.events = 0
-        self.exchanges = 0  # exchanges started (START events): the worker ends none
-        self.wakeups = 0
-        self.max_slice_ns = 0
-        self.catchups = 0
-        self.crashed: str | None = None
-        self.errors = 0
-        self._on_crash = on_crash
-        self._stop_sent = False
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def flush(self, timeout: float | None) -> bool:
-        done = threading.Event()
-        self._q.put((FLUSH, done))
-        return done.wait(timeout) and self._writer.pending == 0
-
-    def stop(self, timeout: float | None) -> bool:
-        """Ask the thread to write everything and end (once); wait for it, from any caller."""
-        if not self._stop_sent:
-            self._stop_sent = True
-            self._q.put((STOP, self.stopped))
-        if not self.thread.is_alive() and not self.stopped.is_set():
-            return False
-        ok = self.stopped.wait(timeout)
-        if ok:
-            self.thread.join(timeout)
-        return ok
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as exc:  # pragma: no cover - a bug of ours; keep the app alive
-            self.crashed = repr(exc)
-            log.critical("zltrace worker crashed; tracing stopped", exc_info=True)
-            if self._on_crash is not None:
-                self._on_crash()
-            self.stopped.set()
-
-    def _loop(self) -> None:
-        q = self._q
-        get = q.get
-        while True:
-            timeout = None
-            if self._oldest is not None:
-                due = max(self._oldest + self._flush_ns, self._writer.retry_at)
-                timeout = max(0.0, (due - perf_counter_ns()) / 1e9)
-            observer = self._observer
-            if observer.ticking:
-                tick = observer.due()
-                timeout = tick if timeout is None else min(timeout, tick)
-            try:
-                first = get(timeout=timeout)
-            except queue.Empty:
-                self._flush()
-                if observer.ticking:
-                    observer.maybe_tick()
-                continue
-            self.wakeups += 1
-            if first[0] < FLUSH:
-                time.sleep(GATHER_S)
-            batch = [first]
-            for _ in range(q.qsize()):
-                batch.append(q.get_nowait())
-            self._account(len(batch))
-            observer.batch(len(batch))
-            if self._handle(batch):
-                return
-            if observer.ticking:
-                observer.maybe_tick()
 
     def _handle(self, batch: list[Any]) -> bool:
         """Encode one drained batch in slices; True when told to stop."""
@@ -245,15 +160,6 @@ class RawWorker:
             budget.throttled = False
             if self._on_pressure is not None:
                 self._on_pressure(False)
-
-    def _error(self, what: str) -> None:
-        self.errors += 1
-        if self.errors == 1:
-            log.error(
-                "zltrace worker: a %s failed and was dropped (further ones counted)",
-                what,
-                exc_info=True,
-            )
 
     def _flush(self, force: bool = False) -> None:
         if self._writer.flush(force):

@@ -42,31 +42,20 @@ wired by the tracer); by default nobody observes.
 
 from __future__ import annotations
 
-import logging
 import queue
-import threading
 import time
 from time import perf_counter_ns, thread_time_ns
 from typing import Any, Callable
 
 from .assembler import Assembler, Finished
 from .budget import Budget
+from .drain import BACKLOG, FLUSH, SLICE_NS, STOP, YIELD_S, DrainThread
 from .observer import NULL_OBSERVER, WorkerObserver
 from .sizes import EVENT_COST
 from .writer import TraceWriter
 
-log = logging.getLogger(__name__)
 
-GATHER_S = 0.002
-SLICE_NS = 50_000
-YIELD_S = 0.00005
-#: Queued events above which the worker stops yielding between slices.
-BACKLOG = 2_000
-
-FLUSH, STOP = 100, 101
-
-
-class Worker:
+class Worker(DrainThread):
     """Drains the tracer's queue into the assembler and the writer, on its own thread."""
 
     def __init__(
@@ -82,11 +71,8 @@ class Worker:
         on_pressure: Callable[[bool], None] | None = None,
         observer: WorkerObserver = NULL_OBSERVER,
     ) -> None:
-        #: Told from this thread only; woken for ``maybe_tick()`` when it is ``ticking``.
-        self._observer = observer
-        self._q = q
+        super().__init__(q, writer, flush_ms, name, on_crash, observer)
         self._asm = assembler
-        self._writer = writer
         self.budget = budget if budget is not None else Budget(writer.memory_limit)
         self._on_pressure = on_pressure
         self._spill_at = self.budget.high  # in-flight bytes above which _relieve() runs
@@ -94,88 +80,6 @@ class Worker:
         self._event_cost = EVENT_COST
         self._backlog = 0  # events in the batch drained last
         self._buffer_size = buffer_size
-        self._flush_ns = flush_ms * 1_000_000
-        self._oldest: int | None = None  # perf_counter_ns of the oldest unflushed record
-        self.events = 0
-        self.exchanges = 0
-        self.wakeups = 0
-        self.max_slice_ns = 0
-        self.catchups = 0
-        self.crashed: str | None = None
-        self.errors = 0  # events or exchanges our own code failed on (dropped, counted)
-        self._on_crash = on_crash
-        self._stop_sent = False
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def flush(self, timeout: float | None) -> bool:
-        done = threading.Event()
-        self._q.put((FLUSH, done))
-        return done.wait(timeout) and self._writer.pending == 0
-
-    def stop(self, timeout: float | None) -> bool:
-        """Ask the thread to write everything and end (once); wait for it, from any caller."""
-        if not self._stop_sent:
-            self._stop_sent = True
-            self._q.put((STOP, self.stopped))
-        if not self.thread.is_alive() and not self.stopped.is_set():
-            return False  # crashed before it could stop
-        ok = self.stopped.wait(timeout)
-        if ok:
-            self.thread.join(timeout)
-        return ok
-
-    # -- the thread --------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as exc:  # pragma: no cover - a bug of ours; keep the app alive
-            self.crashed = repr(exc)
-            log.critical("zltrace worker crashed; tracing stopped", exc_info=True)
-            if self._on_crash is not None:
-                self._on_crash()
-            self.stopped.set()
-
-    def _loop(self) -> None:
-        q = self._q
-        get = q.get
-        while True:
-            timeout = None
-            if self._oldest is not None:
-                # The next flush, or the writer's next retry when it is backing off.
-                due = max(self._oldest + self._flush_ns, self._writer.retry_at)
-                timeout = max(0.0, (due - perf_counter_ns()) / 1e9)
-            observer = self._observer
-            if observer.ticking:
-                tick = observer.due()
-                timeout = tick if timeout is None else min(timeout, tick)
-            try:
-                first = get(timeout=timeout)
-            except queue.Empty:
-                self._flush()
-                if observer.ticking:
-                    observer.maybe_tick()
-                continue
-            self.wakeups += 1
-            if first[0] < FLUSH:
-                time.sleep(GATHER_S)
-            batch = [first]
-            for _ in range(q.qsize()):
-                batch.append(q.get_nowait())
-            self._account(len(batch))
-            observer.batch(len(batch))
-            if self._handle(batch):
-                return
-            if observer.ticking:
-                observer.maybe_tick()
 
     def _handle(self, batch: list[Any]) -> bool:
         """Process one drained batch in slices; True when told to stop."""
@@ -316,15 +220,6 @@ class Worker:
             budget.throttled = False
             if self._on_pressure is not None:
                 self._on_pressure(False)
-
-    def _error(self, what: str) -> None:
-        self.errors += 1
-        if self.errors == 1:
-            log.error(
-                "zltrace worker: a %s failed and was dropped (further ones counted)",
-                what,
-                exc_info=True,
-            )
 
     def _flush(self, force: bool = False) -> None:
         # On failure the writer keeps the records and schedules its retry (``retry_at``).
