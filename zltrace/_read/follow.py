@@ -263,9 +263,7 @@ class Follower:
         if dead and stem + RAW_SUFFIX in listed:
             return  # read with its trace
         tail = self._raw.get(file)
-        if tail is not None and (
-            (pos.dev, pos.ino) != (st.st_dev, st.st_ino) or st.st_size < tail.read_to
-        ):
+        if tail is not None and (tail.ident != (st.st_dev, st.st_ino) or st.st_size < tail.read_to):
             if st.st_size < tail.read_to:
                 warnings.warn(
                     f"{file}: truncated below the position read ({tail.read_to} bytes); "
@@ -279,7 +277,8 @@ class Follower:
             if pos.done is None:  # not a raw position (or none): from the start
                 pos = Position(st.st_dev, st.st_ino, 0, 0, ())
             paths = [file] if dead else [dead_letter_path(file), file]
-            tail = self._raw[file] = RawTail(paths, pos.offset, pos.done or ())
+            tail = RawTail(paths, pos.offset, pos.done or (), ident=(st.st_dev, st.st_ino))
+            self._raw[file] = tail
         if pos.done is None:
             pos = attrs.evolve(pos, done=())
         self._pos[file] = pos

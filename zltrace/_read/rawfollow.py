@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import IO, Callable
 
-from .._format_raw import CRC, MAX_PAYLOAD, PREAMBLE, RECORD
+from .._format_raw import CRC, MAX_PAYLOAD, PREAMBLE, RECORD, START
 from ..exceptions import ZltraceWarning
 from .decode import DEFAULT_DECODE_LIMITS
 from .exchange import Exchange
@@ -68,6 +68,9 @@ class _Assembler(RawAssembler):
     def open_ids(self) -> set[int]:
         return set(self._open)
 
+    def is_open(self, ex_id: int) -> bool:
+        return ex_id in self._open
+
 
 def _number(ex: Exchange) -> int:
     """The exchange's number in its log (``run.N``)."""
@@ -89,9 +92,12 @@ class RawTail:
         offset: int = 0,
         done: tuple[int, ...] = (),
         *,
+        ident: tuple[int, int] = (0, 0),
         warn: Callable[[str], None] | None = None,
     ) -> None:
         self.paths = list(paths)
+        #: The trace's (device, inode) when the tail was made (the caller compares).
+        self.ident = ident
         self._t = len(self.paths) - 1  # the trace's index
         self._notify = warn
         self._scanners = [RecordScanner(p, self._warner(p), MAX_PAYLOAD) for p in self.paths]
@@ -107,6 +113,8 @@ class RawTail:
         self._next = offset
         #: Trace offset of the first record of each exchange open or not yet yielded.
         self._first: dict[int, int] = {}
+        #: Exchanges open that started in the dead-letter file.
+        self._dead: set[int] = set()
         #: Ids yielded (or to skip), with the trace offset of their first record (-1: none).
         self._done: OrderedDict[int, int] = OrderedDict((i, -1) for i in unranges(done))
 
@@ -132,6 +140,7 @@ class RawTail:
         live = self._asm.open_ids() | pending
         for e in [e for e in self._first if e not in live]:
             del self._first[e]
+        self._dead &= live
         start = min(self._first.values(), default=self._next)
         start = min(start, self._next)
         keep = [e for e, off in self._done.items() if off < 0 or off >= start]
@@ -178,23 +187,32 @@ class RawTail:
                 continue  # in the dead-letter file and in the trace: once is enough
             self._last_seq, self._last_file = max(seq, self._last_seq), i
             asm.apply(rec, i, out)
-            if not out and i != self._t:
-                continue
+            if i != self._t:
+                if rec.kind == START:
+                    self._dead.add(rec.ex)
+                if not out:
+                    continue
             ended = [_number(ex) for ex in out]
-            if i == self._t and (rec.ex in ended or rec.ex in asm.open_ids()):
+            if i == self._t and (rec.ex in ended or asm.is_open(rec.ex)):
                 self._first.setdefault(rec.ex, rec.offset - _HEAD)
             for k, ex in enumerate(out):
                 n = ended[k]
                 if n in self._done:
-                    if self._done[n] < 0:
-                        self._done[n] = self._first.get(n, -1)
+                    self._done[n] = self._skip_from(n)
                     continue  # yielded before a restart
-                self._done[n] = self._first.get(n, -1)
+                self._done[n] = self._skip_from(n)
                 if len(self._done) > DONE_MAX:
                     self._done.popitem(last=False)
                 start, done = self.position(set(ended[k + 1 :]))
                 yield ex, start, done
             out.clear()
+
+    def _skip_from(self, n: int) -> int:
+        """The trace offset past which exchange ``n`` must stay skipped (-1: always)."""
+        if n in self._dead:  # started in the dead-letter file, which a restart reads again
+            self._dead.discard(n)
+            return -1
+        return self._first.get(n, -1)
 
     def _skip_to(self, scanner: RecordScanner, f: IO[bytes], offset: int) -> None:
         """Resume the trace at ``offset``, its FILE record (the clocks, the run) read first."""
