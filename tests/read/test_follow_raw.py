@@ -197,3 +197,16 @@ def test_raw_positions_round_trip_and_are_checked() -> None:
     assert Position.from_json([1, 2, 3, 4]).done is None
     with pytest.raises(ValueError, match="pairs"):
         Position.from_json([1, 2, 3, 4, [1]])
+
+
+def test_a_poll_left_mid_way_resumes_after_the_last_item_taken(tmp_path: Path) -> None:
+    """A caller that stops pulling after two items gets the rest, once, on the next poll."""
+    data, full = interleaved_trace(tmp_path / "src")
+    live = tmp_path / "zltrace-x.zlog"
+    live.write_bytes(data)
+    f = Follower(live)
+    poll = f.poll()
+    taken = [next(poll), next(poll)]
+    poll.close()
+    rest = list(f.poll())
+    assert [i.exchange.id for i in taken + rest] == [ex.id for ex in full]

@@ -282,12 +282,20 @@ class Follower:
         if pos.done is None:
             pos = attrs.evolve(pos, done=())
         self._pos[file] = pos
-        for ex, offset, done in tail.poll():
-            if self._seen(stem, ex.id, dead):
-                continue
-            after = Position(st.st_dev, st.st_ino, offset, 0, done)
-            self._pos[file] = after
-            yield Item(ex, file, after)
+        finished = False
+        try:
+            for ex, offset, done in tail.poll():
+                if self._seen(stem, ex.id, dead):
+                    continue
+                after = Position(st.st_dev, st.st_ino, offset, 0, done)
+                self._pos[file] = after
+                yield Item(ex, file, after)
+            finished = True
+        finally:
+            if not finished:
+                # Left mid-way (the caller stopped pulling): the tail has read past what was
+                # yielded; the next poll starts a new one from the last position yielded.
+                self._raw.pop(file, None)
         offset, done = tail.position(set())
         self._pos[file] = Position(st.st_dev, st.st_ino, offset, 0, done)
 

@@ -143,8 +143,10 @@ class RawTail:
         self._dead &= live
         start = min(self._first.values(), default=self._next)
         start = min(start, self._next)
-        keep = [e for e, off in self._done.items() if off < 0 or off >= start]
-        return start, ranges(keep)
+        # The offset only grows: ids of exchanges wholly before it are needed no more.
+        for e in [e for e, off in self._done.items() if 0 <= off < start]:
+            del self._done[e]
+        return start, ranges(list(self._done))
 
     def poll(self) -> Iterator[tuple[Exchange, int, tuple[int, ...]]]:
         """Each exchange ended since the last poll, with the position after it."""
