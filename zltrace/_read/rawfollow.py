@@ -64,6 +64,22 @@ def unranges(flat: tuple[int, ...]) -> list[int]:
     return out
 
 
+def _add(flat: list[int], n: int) -> None:
+    """Add ``n`` to the flat inclusive ranges ``flat`` (kept sorted and merged)."""
+    k = len(flat) - 2
+    while k >= 0 and flat[k] > n:  # ids come mostly in order: found from the end
+        k -= 2
+    if k >= 0 and flat[k] <= n <= flat[k + 1]:
+        return
+    if k >= 0 and flat[k + 1] + 1 == n:
+        flat[k + 1] = n
+    else:
+        k += 2
+        flat[k:k] = (n, n)
+    if k + 2 < len(flat) and flat[k + 1] + 1 == flat[k + 2]:
+        flat[k + 1 : k + 3] = []  # joined with the next range
+
+
 class _Assembler(RawAssembler):
     def open_ids(self) -> set[int]:
         return set(self._open)
@@ -117,6 +133,9 @@ class RawTail:
         self._dead: set[int] = set()
         #: Ids yielded (or to skip), with the trace offset of their first record (-1: none).
         self._done: OrderedDict[int, int] = OrderedDict((i, -1) for i in unranges(done))
+        #: ``_done`` as :func:`ranges`, and the offset it was last pruned at.
+        self._ranges: list[int] = list(ranges(list(self._done)))
+        self._pruned_at = -1
 
     @property
     def read_to(self) -> int:
@@ -143,10 +162,13 @@ class RawTail:
         self._dead &= live
         start = min(self._first.values(), default=self._next)
         start = min(start, self._next)
-        # The offset only grows: ids of exchanges wholly before it are needed no more.
-        for e in [e for e, off in self._done.items() if 0 <= off < start]:
-            del self._done[e]
-        return start, ranges(list(self._done))
+        if start != self._pruned_at:
+            # The offset only grows: ids of exchanges wholly before it are needed no more.
+            for e in [e for e, off in self._done.items() if 0 <= off < start]:
+                del self._done[e]
+            self._ranges = list(ranges(list(self._done)))
+            self._pruned_at = start
+        return start, tuple(self._ranges)
 
     def poll(self) -> Iterator[tuple[Exchange, int, tuple[int, ...]]]:
         """Each exchange ended since the last poll, with the position after it."""
@@ -203,8 +225,11 @@ class RawTail:
                     self._done[n] = self._skip_from(n)
                     continue  # yielded before a restart
                 self._done[n] = self._skip_from(n)
+                _add(self._ranges, n)
                 if len(self._done) > DONE_MAX:
-                    self._done.popitem(last=False)
+                    for _ in range(DONE_MAX // 4):  # the oldest quarter: one rebuild
+                        self._done.popitem(last=False)
+                    self._pruned_at = -1
                 start, done = self.position(set(ended[k + 1 :]))
                 yield ex, start, done
             out.clear()
