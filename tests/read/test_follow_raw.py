@@ -210,3 +210,22 @@ def test_a_poll_left_mid_way_resumes_after_the_last_item_taken(tmp_path: Path) -
     poll.close()
     rest = list(f.poll())
     assert [i.exchange.id for i in taken + rest] == [ex.id for ex in full]
+
+
+def test_a_lone_dead_letter_file_is_followed_and_its_exchanges_not_repeated(
+    tmp_path: Path,
+) -> None:
+    """A raw dead-letter file whose trace does not exist yet is followed on its own; when
+    its records are copied into the new trace and it is removed, nothing comes twice."""
+    data, full = interleaved_trace(tmp_path / "src")
+    ends = record_ends(data)
+    d = tmp_path / "live"
+    d.mkdir()
+    (d / "zltrace-x.deadletter.zlog").write_bytes(data[: ends[len(ends) // 2]])
+    f = Follower(d)
+    first = list(f.poll())
+    assert first and {i.file for i in first} == {str(d / "zltrace-x.deadletter.zlog")}
+    (d / "zltrace-x.zlog").write_bytes(data)
+    os.unlink(d / "zltrace-x.deadletter.zlog")
+    rest = list(f.poll())
+    assert [i.exchange.id for i in first + rest] == [ex.id for ex in full]
