@@ -11,6 +11,9 @@ Rules:
   read (a line still being written is left for the next poll); an unusable line is skipped
   with a :class:`ZltraceWarning`, as :func:`read` does. This is the only module that knows
   the JSON-lines layout beyond the reader itself.
+- A raw event log is followed as it grows (:mod:`.rawfollow`): each exchange once it ends,
+  its dead-letter file merged in; its position is the offset to scan again from plus the
+  ids already yielded past it, so a restart yields exactly the exchanges not yet yielded.
 - Any other trace file :func:`read` understands is followed by count: when it has not
   changed for ``settle`` seconds it is read through :func:`read` and the exchanges past the
   stored count are yielded. Slower, but it needs nothing but the public reader.
@@ -34,11 +37,20 @@ from typing import Any, Union
 
 import attrs
 
-from .._format import DEAD_LETTER_SUFFIX, FORMAT_VERSION, TRACE_SUFFIX, stem_of
+from .._format import (
+    DEAD_LETTER_SUFFIX,
+    FORMAT_VERSION,
+    RAW_DEAD_LETTER_SUFFIX,
+    RAW_SUFFIX,
+    TRACE_SUFFIX,
+    dead_letter_path,
+    stem_of,
+)
 from ..exceptions import ZltraceWarning
 from .decode import DEFAULT_DECODE_LIMITS
 from .exchange import Exchange
 from .line import build
+from .rawfollow import RawTail
 from .reader import MAX_LINE_BYTES, read, trace_files
 from .sidefile import SideFiles
 
@@ -55,29 +67,45 @@ DEAD_IDS_MAX = 65536
 class Position:
     """Where reading a trace file resumes: the file's identity and how far it was read.
 
-    ``offset`` is a byte offset for a JSON-lines file, a count of exchanges for any other
-    format. ``line`` is the number of lines read (for messages only).
+    ``offset`` is a byte offset for a JSON-lines file and for a raw event log (there: where
+    a restart scans again), a count of exchanges for any other format. ``line`` is the number
+    of lines read (for messages only). ``done`` (raw event logs only): the ids of exchanges
+    already yielded at or past ``offset``, as flat inclusive ranges.
     """
 
     dev: int
     ino: int
     offset: int
     line: int = 0
+    done: tuple[int, ...] | None = None
 
-    def as_json(self) -> list[int]:
+    def as_json(self) -> list[Any]:
         """A compact JSON form (see :meth:`from_json`)."""
-        return [self.dev, self.ino, self.offset, self.line]
+        out: list[Any] = [self.dev, self.ino, self.offset, self.line]
+        if self.done is not None:
+            out.append(list(self.done))
+        return out
 
     @classmethod
     def from_json(cls, value: Any) -> Position:
         """The position :meth:`as_json` gave; ``ValueError`` on anything else."""
+        done = None
+        if isinstance(value, list) and len(value) == 5:
+            value, done = value[:4], value[4]
+            if (
+                not isinstance(done, list)
+                or len(done) % 2
+                or not all(type(v) is int and v >= 0 for v in done)
+            ):
+                raise ValueError(f"raw ids must be pairs of non-negative integers, got {done!r}")
         if (
             not isinstance(value, list)
             or len(value) != 4
             or not all(type(v) is int and v >= 0 for v in value)
         ):
             raise ValueError(f"a position must be 4 non-negative integers, got {value!r}")
-        return cls(*value)
+        dev, ino, offset, line = value
+        return cls(dev, ino, offset, line, None if done is None else tuple(done))
 
 
 @attrs.frozen
@@ -110,6 +138,7 @@ class Follower:
         self._max_line = max_line_bytes
         self._dead_ids: dict[str, OrderedDict[str, None]] = {}
         self._stats: dict[str, tuple[int, int]] = {}  # other formats: (size, mtime) last read
+        self._raw: dict[str, RawTail] = {}
 
     @property
     def positions(self) -> dict[str, Position]:
@@ -127,6 +156,9 @@ class Follower:
         files = self.files()
         for gone in set(self._pos) - set(files):
             del self._pos[gone]
+        for gone in set(self._raw) - set(files):
+            del self._raw[gone]
+        listed = set(files)
         for file in files:
             try:
                 st = os.stat(file)
@@ -147,6 +179,8 @@ class Follower:
                 self._pos[file] = pos
                 if st.st_size > pos.offset:
                     yield from self._lines(file, pos)
+            elif file.endswith(RAW_SUFFIX):
+                yield from self._rawlog(file, pos, st, listed)
             else:
                 self._pos[file] = pos
                 yield from self._other(file, pos, st)
@@ -218,6 +252,52 @@ class Follower:
     @staticmethod
     def _warn(file: str, lineno: int, what: str) -> None:
         warnings.warn(f"{file}:{lineno}: {what}; line skipped", ZltraceWarning, stacklevel=4)
+
+    # -- raw event logs --------------------------------------------------------------------
+
+    def _rawlog(
+        self, file: str, pos: Position, st: os.stat_result, listed: set[str]
+    ) -> Iterator[Item]:
+        dead = file.endswith(RAW_DEAD_LETTER_SUFFIX)
+        stem = stem_of(file)
+        if dead and stem + RAW_SUFFIX in listed:
+            return  # read with its trace
+        tail = self._raw.get(file)
+        if tail is not None and (tail.ident != (st.st_dev, st.st_ino) or st.st_size < tail.read_to):
+            if st.st_size < tail.read_to:
+                warnings.warn(
+                    f"{file}: truncated below the position read ({tail.read_to} bytes); "
+                    "read again from its start",
+                    ZltraceWarning,
+                    stacklevel=3,
+                )
+            tail = None
+            pos = Position(st.st_dev, st.st_ino, 0, 0)
+        if tail is None:
+            if pos.done is None:  # not a raw position (or none): from the start
+                pos = Position(st.st_dev, st.st_ino, 0, 0, ())
+            paths = [file] if dead else [dead_letter_path(file), file]
+            tail = RawTail(paths, pos.offset, pos.done or (), ident=(st.st_dev, st.st_ino))
+            self._raw[file] = tail
+        if pos.done is None:
+            pos = attrs.evolve(pos, done=())
+        self._pos[file] = pos
+        finished = False
+        try:
+            for ex, offset, done in tail.poll():
+                if self._seen(stem, ex.id, dead):
+                    continue
+                after = Position(st.st_dev, st.st_ino, offset, 0, done)
+                self._pos[file] = after
+                yield Item(ex, file, after)
+            finished = True
+        finally:
+            if not finished:
+                # Left mid-way (the caller stopped pulling): the tail has read past what was
+                # yielded; the next poll starts a new one from the last position yielded.
+                self._raw.pop(file, None)
+        offset, done = tail.position(set())
+        self._pos[file] = Position(st.st_dev, st.st_ino, offset, 0, done)
 
     # -- any other format ------------------------------------------------------------------
 
