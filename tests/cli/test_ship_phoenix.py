@@ -106,13 +106,13 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def project_spans(url: str) -> dict[str, dict[str, Any]]:
+def project_spans(url: str, project: str) -> dict[str, dict[str, Any]]:
     """Every span of the project, by span id (hex)."""
     http = urllib3.PoolManager(retries=False, timeout=10)
     out: dict[str, dict[str, Any]] = {}
     cursor = None
     while True:
-        q = f"{url}/v1/projects/{PROJECT}/spans?limit=100" + (f"&cursor={cursor}" if cursor else "")
+        q = f"{url}/v1/projects/{project}/spans?limit=100" + (f"&cursor={cursor}" if cursor else "")
         rs = http.request("GET", q)
         if rs.status == 404:
             return out  # the project appears with its first span
@@ -124,11 +124,11 @@ def project_spans(url: str) -> dict[str, dict[str, Any]]:
             return out
 
 
-def ship(trace: Path, url: str, *extra: str) -> None:
+def ship(trace: Path, url: str, project: str, *extra: str) -> None:
     """Ship ``trace`` to Phoenix (its project chosen by a resource attribute)."""
     env = {
         **os.environ,
-        "OTEL_RESOURCE_ATTRIBUTES": f"openinference.project.name={PROJECT}",
+        "OTEL_RESOURCE_ATTRIBUTES": f"openinference.project.name={project}",
         "OTEL_SERVICE_NAME": "zltrace-e2e",
     }
     cmd = [sys.executable, "-m", "zltrace", "ship", str(trace), "--otlp", url, *extra]
@@ -150,13 +150,15 @@ def test_phoenix_holds_every_llm_exchange_with_model_and_tokens(
     exchanges = records(tracer)
     assert len(exchanges) == 4
     trace = Path(tracer.path).parent
-    ship(trace, phoenix, "--encoding", "protobuf")
+    # A project per run: the server is shared by the runs of both trace formats.
+    project = f"{PROJECT}-{tracer.config.format}"
+    ship(trace, phoenix, project, "--encoding", "protobuf")
     wanted = {
         span_ids(trace_identity(ex.source[0]), ex.id, ex.logical_id)[1].hex(): ex
         for ex in exchanges
     }
     spans = poll(
-        lambda: (s := project_spans(phoenix)) and set(wanted) <= set(s) and s,
+        lambda: (s := project_spans(phoenix, project)) and set(wanted) <= set(s) and s,
         120,
         "Phoenix to hold every shipped span",
     )
@@ -174,6 +176,6 @@ def test_phoenix_holds_every_llm_exchange_with_model_and_tokens(
         assert a["http.response.status_code"] == 200
     # A resend (no checkpoint: everything again) keeps one copy of each: ids are stable.
     # (Phoenix takes OTLP/HTTP in protobuf only: JSON is answered 415.)
-    ship(trace, phoenix)
+    ship(trace, phoenix, project)
     time.sleep(1)  # let Phoenix ingest the resend before counting (not a timing assertion)
-    assert set(project_spans(phoenix)) == set(wanted)
+    assert set(project_spans(phoenix, project)) == set(wanted)
