@@ -215,16 +215,20 @@ def main(argv: list[str]) -> int:
     return 0 if lossless == runs else 1
 
 
-def traffic(tracer: zltrace.Tracer, srv: ScriptedServer, n: int, noise: int = 0) -> None:
+def traffic(
+    tracer: zltrace.Tracer, srv: ScriptedServer, n: int, noise: int = 0, pause: float = 0.0
+) -> None:
     """Send ``n`` requests through a pool traced by ``tracer``, reading every body; with
     ``noise``, each request body carries that many random bytes (lines that do not compress,
-    so lines held in memory cost about what they weigh)."""
+    so lines held in memory cost about what they weigh); ``pause`` seconds after each."""
     pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
     try:
         for i in range(n):
             body = b"req-%d" % i + os.urandom(noise)
             r = pool.request("POST", f"/item/{i}", body=body)
             assert r.data == BODY
+            if pause:
+                time.sleep(pause)
     finally:
         pool.close()
 
