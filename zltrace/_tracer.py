@@ -124,32 +124,22 @@ class Tracer:
             return
         if cfg.zero_latency:
             q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            common: dict[str, Any] = {
+                "name": f"zltrace-worker-{stem}",
+                "on_crash": self._worker_crashed,
+                "budget": self._budget,
+                "on_pressure": self._pressure,
+                "observer": self._monitor,
+            }
+            # The two workers differ only in what turns events into bytes.
             worker: Worker | RawWorker
             if self._raw is not None:
                 worker = RawWorker(
-                    q,
-                    self._raw,
-                    self._writer,
-                    cfg.buffer_size,
-                    cfg.flush_ms,
-                    name=f"zltrace-worker-{stem}",
-                    on_crash=self._worker_crashed,
-                    budget=self._budget,
-                    on_pressure=self._pressure,
-                    observer=self._monitor,
+                    q, self._raw, self._writer, cfg.buffer_size, cfg.flush_ms, **common
                 )
             else:
                 worker = Worker(
-                    q,
-                    self._assembler,
-                    self._writer,
-                    cfg.buffer_size,
-                    cfg.flush_ms,
-                    name=f"zltrace-worker-{stem}",
-                    on_crash=self._worker_crashed,
-                    budget=self._budget,
-                    on_pressure=self._pressure,
-                    observer=self._monitor,
+                    q, self._assembler, self._writer, cfg.buffer_size, cfg.flush_ms, **common
                 )
             try:
                 worker.start()
