@@ -38,11 +38,39 @@ CHILD = textwrap.dedent(
     tracer = zltrace.Tracer(zltrace.Config(dir=trace_dir, flush_ms=flush_ms, format=fmt))
     pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", int(port)))
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    worker, writer = tracer._worker, tracer._writer
     for i in range(200_000):  # bounded; the test kills it long before
         pool.request("GET", f"/r/{i}").data
-        os.write(log, b"%d %d\\n" % (i, time.monotonic_ns()))
+        # With what the worker had handled and the writer written by then: what a failure
+        # shows (a stalled worker, or a write the kernel held up).
+        os.write(
+            log,
+            b"%d %d %d %d\\n" % (i, time.monotonic_ns(), worker.events, writer.bytes_written),
+        )
     """
 )
+
+
+def threads_at(pid: int) -> str:
+    """Each thread of ``pid``: name, scheduler state and the syscall it is in (from /proc)."""
+    out = []
+    try:
+        for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+            base = f"/proc/{pid}/task/{tid}"
+            try:
+                with open(f"{base}/comm") as f:
+                    comm = f.read().strip()
+                with open(f"{base}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open(f"{base}/syscall") as f:
+                    call = f.read().split()[0]
+            except OSError as exc:
+                out.append(f"{tid}: {exc}")
+                continue
+            out.append(f"{comm} state {state} syscall {call}")
+    except OSError as exc:
+        return f"no /proc: {exc}"
+    return "; ".join(out)
 
 
 @pytest.mark.parametrize(
@@ -89,15 +117,18 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path, fmt: str)
                 raise AssertionError("the child never reached 100 requests")
             time.sleep(1.5)  # traffic flows; then the kill lands at an arbitrary point
             assert child.poll() is None, "the child ended early"
+            at_kill = threads_at(child.pid)
             killed_at = time.monotonic_ns()
             child.send_signal(signal.SIGKILL)
         finally:
             child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
     completed = {}
+    progress = {}
     for line in log_path.read_text().splitlines():
-        i, t = line.split()
-        completed[int(i)] = int(t)
+        i, t, events, written = (int(x) for x in line.split())
+        completed[i] = t
+        progress[i] = (t, events, written)
 
     skipped: list[zltrace.SkippedLine] = []
     with warnings.catch_warnings(record=True) as caught:
@@ -119,7 +150,18 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path, fmt: str)
         f"(all in the last {FLUSH_MS}+{SLACK_MS} ms: {not missing}), torn lines {len(skipped)}"
     )
     assert len(must_have) >= 400
-    assert not missing, sorted(missing)[:10]
+    if missing:
+        first = min(missing)
+        around = [
+            f"#{i} {(killed_at - t) / 1e6:.0f} ms before the kill: worker events {e}, "
+            f"bytes written {w}"
+            for i, (t, e, w) in sorted(progress.items())
+            if first - 3 <= i <= first + 3 or i == max(progress)
+        ]
+        raise AssertionError(
+            f"missing {sorted(missing)[:10]}... ({len(missing)}); threads at the kill: "
+            f"{at_kill}; " + "; ".join(around)
+        )
     # Only complete exchanges were logged by the child; all recorded ones are whole -- but
     # for the one in flight at the kill, which a raw log keeps, as far as it got.
     unfinished = [ex for ex in exchanges if ex.outcome != "complete"]
