@@ -179,7 +179,7 @@ class Config:
     )
     #: What the trace is: "jsonl" (one JSON line per finished exchange, assembled by the
     #: worker) or "raw" (a binary log of capture events; assembled at read time).
-    format: str = attrs.field(default="jsonl", validator=_check_format)
+    format: str = attrs.field(default="raw", validator=_check_format)
     #: Header-name patterns (fnmatch, case-insensitive) whose values are replaced by a fingerprint.
     redact_headers: tuple[str, ...] = attrs.field(
         default=DEFAULT_REDACT_HEADERS, converter=_to_patterns, validator=_check_patterns
