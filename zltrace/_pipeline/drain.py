@@ -4,9 +4,18 @@ The discipline (``worker.py``'s design comment says why): the thread blocks in `
 while idle; the first event wakes it, it sleeps ``GATHER_S`` so the events of that period
 arrive meanwhile, drains them all and hands the batch to its ``_handle`` (which works in
 slices of ``SLICE_NS`` of the thread's own CPU time, sleeping ``YIELD_S`` between them while
-fewer than ``BACKLOG`` events are queued). It wakes on its own for the next flush, the
-writer's next retry or the observer's next tick. ``FLUSH`` and ``STOP`` are the two
-control events; a crash of our own code stops tracing, never the app.
+fewer than ``BACKLOG`` events are queued and the batch is younger than half ``flush_ms``). It
+wakes on its own for the next flush, the writer's next retry or the observer's next tick.
+``FLUSH`` and ``STOP`` are the two control events; a crash of our own code stops tracing,
+never the app.
+
+Durability bounds the yields: kill -9 may lose at most the last ``flush_ms`` of events, so
+an unflushed record's age counts from when its event was queued, not from when this thread
+got to it. On a loaded machine a 50 µs sleep can last milliseconds; a worker that kept
+yielding would fall seconds behind the app with a backlog still under ``BACKLOG``, and
+those events would die with the process. Once the batch in hand is older than half
+``flush_ms`` the thread stops yielding (the interpreter's switch interval still shares the
+GIL) and what it has encoded is written at the end of the batch.
 """
 
 from __future__ import annotations
@@ -31,6 +40,19 @@ BACKLOG = 2_000
 
 FLUSH, STOP = 100, 101
 
+#: Where each event kind keeps its ``perf_counter_ns`` (``events.py``).
+_T_AT = (4, 3, 2, 3, 2, 2, 3)
+
+
+def queued_at(ev: tuple[Any, ...], now: int) -> int:
+    """When ``ev`` was queued (its own timestamp); ``now`` for a control event."""
+    kind = ev[0]
+    if kind < len(_T_AT):
+        t = ev[_T_AT[kind]]
+        if type(t) is int and t <= now:
+            return t
+    return now
+
 
 class DrainThread:
     """The daemon thread, its control events and counters; subclasses say what a batch does."""
@@ -49,7 +71,10 @@ class DrainThread:
         self._q = q
         self._writer = writer
         self._flush_ns = flush_ms * 1_000_000
-        self._oldest: int | None = None  # perf_counter_ns of the oldest unflushed record
+        #: When the event of the oldest unflushed record was queued (``perf_counter_ns``).
+        self._oldest: int | None = None
+        #: When the first event of the batch in hand was queued.
+        self._batch_t = 0
         self.events = 0
         self.exchanges = 0
         self.wakeups = 0
@@ -137,12 +162,21 @@ class DrainThread:
             batch = [first]
             for _ in range(q.qsize()):
                 batch.append(q.get_nowait())
+            self._batch_t = queued_at(first, perf_counter_ns())
             self._account(len(batch))
             observer.batch(len(batch))
             if self._handle(batch):
                 return
             if observer.ticking:
                 observer.maybe_tick()
+
+    def _may_yield(self, now: int, queued: int, throttled: bool) -> bool:
+        """Whether to sleep between slices: not while behind (the module's rules)."""
+        return queued < BACKLOG and not throttled and now - self._batch_t < self._flush_ns // 2
+
+    def _unflushed_since(self) -> int:
+        """The ``_oldest`` of a record added now: its batch's queue time, at the latest now."""
+        return min(self._batch_t, perf_counter_ns()) if self._batch_t else perf_counter_ns()
 
     def _error(self, what: str) -> None:
         self.errors += 1

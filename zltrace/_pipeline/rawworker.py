@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from . import events as ev_kinds
 from .budget import Budget
-from .drain import BACKLOG, FLUSH, SLICE_NS, STOP, YIELD_S, DrainThread
+from .drain import FLUSH, SLICE_NS, STOP, YIELD_S, DrainThread
 from .observer import NULL_OBSERVER, WorkerObserver
 from .rawenc import RawEncoder
 from .rawtally import Ended, RawTally
@@ -108,7 +108,7 @@ class RawWorker(DrainThread):
                 self.max_slice_ns = max(self.max_slice_ns, now - start)
                 self._observer.hold_ns(now - start)
                 self._pressure()
-                if self._q.qsize() < BACKLOG and not self.budget.throttled:
+                if self._may_yield(now, self._q.qsize(), self.budget.throttled):
                     time.sleep(YIELD_S)
                 else:
                     self.catchups += 1
@@ -133,7 +133,7 @@ class RawWorker(DrainThread):
             writer.add_record(rec)
         out.clear()
         if self._oldest is None:
-            self._oldest = perf_counter_ns()
+            self._oldest = self._unflushed_since()
         if self._started >= self._buffer_size:
             self._flush()
 

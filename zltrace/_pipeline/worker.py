@@ -18,9 +18,10 @@ How each hold is kept short:
    retakes it before a waiting thread, woken on another core, can run). CPU time, not wall
    time: wall time also counts the time spent waiting for the GIL while a caller ran, and
    slices timed that way end in a yield after almost every event (more sleeps, more
-   thread switches, more worker CPU). The yields happen only while the backlog is small:
-   with more than ``BACKLOG`` events queued the worker runs flat out until it has caught
-   up, so memory stays bounded under sustained load (counted in
+   thread switches, more worker CPU). The yields happen only while the backlog is small
+   and young: with more than ``BACKLOG`` events queued, or a batch older than half
+   ``flush_ms`` (``drain.py`` says why), the worker runs flat out until it has caught up,
+   so memory stays bounded and kill -9 loses at most ``flush_ms`` (counted in
    ``stats()["worker_catchups"]``).
 3. Nothing proportional to body size holds the GIL: the assembler keeps references and
    ``memoryview`` slices, never joins; bodies over ``INLINE_MAX`` go to the side file with
@@ -49,7 +50,7 @@ from typing import Any, Callable
 
 from .assembler import Assembler, Finished
 from .budget import Budget
-from .drain import BACKLOG, FLUSH, SLICE_NS, STOP, YIELD_S, DrainThread
+from .drain import FLUSH, SLICE_NS, STOP, YIELD_S, DrainThread
 from .observer import NULL_OBSERVER, WorkerObserver
 from .sizes import EVENT_COST
 from .writer import TraceWriter
@@ -127,7 +128,7 @@ class Worker(DrainThread):
                 self._observer.hold_ns(now - start)
                 queued = self._q.qsize()
                 self._pressure()
-                if queued < BACKLOG and not self.budget.throttled:
+                if self._may_yield(now, queued, self.budget.throttled):
                     time.sleep(YIELD_S)
                 else:
                     # Falling behind: keeping up (bounded memory, nothing lost) comes before
@@ -157,7 +158,7 @@ class Worker(DrainThread):
                 continue
             self.exchanges += 1
             if self._oldest is None:
-                self._oldest = perf_counter_ns()
+                self._oldest = self._unflushed_since()
             if writer.pending >= self._buffer_size:
                 self._flush()
         out.clear()
