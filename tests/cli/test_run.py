@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -33,8 +34,13 @@ sys.exit(7)
 
 
 @pytest.mark.slow
-def test_run_traces_unmodified_program_and_its_child(tmp_path: Path) -> None:
-    """urllib3, requests, boto3 and a child process recorded; stdin, stdout, exit code kept."""
+@pytest.mark.parametrize("fmt", ["raw", "jsonl"], ids=["default-raw", "jsonl"])
+def test_run_traces_unmodified_program_and_its_child(tmp_path: Path, fmt: str) -> None:
+    """urllib3, requests, boto3 and a child process recorded; stdin, stdout, exit code kept
+    (the default format, and JSON lines through ZLTRACE_FORMAT)."""
+    env = {k: v for k, v in os.environ.items() if k != "ZLTRACE_FORMAT"}
+    if fmt == "jsonl":
+        env["ZLTRACE_FORMAT"] = "jsonl"
     app = tmp_path / "app.py"
     app.write_text(textwrap.dedent(APP))
     traces = tmp_path / "traces"
@@ -58,12 +64,17 @@ def test_run_traces_unmodified_program_and_its_child(tmp_path: Path) -> None:
             input=b"hello\n",
             capture_output=True,
             timeout=120,
+            env=env,
         )
     assert proc.returncode == 7, proc.stderr.decode()
     assert proc.stdout.decode().split() == ["stdin:", "hello", "r0", "r1", "r2"]
     last = proc.stderr.decode().strip().splitlines()[-1]
     assert last.startswith("zltrace: 4 exchanges in 2 trace file(s)") and str(report) in last
-    got = [ex for p in sorted(traces.glob("*.jsonl")) for ex in zltrace.read(str(p))]
+    files = sorted(traces.iterdir())
+    assert len(files) == 2 and all(
+        p.suffix == (".zlog" if fmt == "raw" else ".jsonl") for p in files
+    )
+    got = [ex for p in files for ex in zltrace.read(str(p))]
     paths = sorted(ex.request.url.rsplit("/", 1)[-1] for ex in got)
     assert paths == ["child", "invoke", "requests", "urllib3"]
     assert all(ex.outcome == "complete" for ex in got)
