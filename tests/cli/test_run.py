@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import urllib3
 from support.server import ScriptedServer, response
 
 import zltrace
@@ -147,3 +148,38 @@ def test_run_forwards_sigterm_to_the_program(tmp_path: Path) -> None:
         proc.kill()
     assert out == b"got %d\n" % signal.SIGTERM
     assert proc.returncode == 3
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "raw"])
+def test_run_counts_an_exchange_in_a_trace_and_its_dead_letters_once(
+    tmp_path: Path, fmt: str
+) -> None:
+    """The closing line counts an exchange found in a trace file and in its dead-letter file
+    (a re-drive cut short) once, as ``read()`` yields it."""
+    tracer = zltrace.Tracer(zltrace.Config(dir=str(tmp_path / "src"), flush_ms=10, format=fmt))
+    with ScriptedServer([response(200, b"ok")]) as srv:
+        pool = tracer.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port))
+        for name in ("a", "b"):
+            assert pool.request("GET", "/" + name).data == b"ok"
+        pool.close()
+    assert tracer.close(timeout=10)
+    trace = Path(tracer.path)
+    dead = trace.name.removesuffix(trace.suffix) + ".deadletter" + trace.suffix
+    out = tmp_path / "traces"
+    # The program leaves the trace and the same records as its dead letters in the directory.
+    copy = (
+        "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2]); "
+        "shutil.copy(sys.argv[1], sys.argv[3])"
+    )
+    out.mkdir()
+    program = [sys.executable, "-c", copy, str(trace), str(out / trace.name), str(out / dead)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "zltrace", "run", "--dir", str(out), "--", *program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(zltrace.read(out))) == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("zltrace: 2 exchanges in 2 trace file(s)"), last
