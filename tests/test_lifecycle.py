@@ -1,4 +1,6 @@
-"""Lifecycle in real processes: exit, SIGTERM, SIGINT (chained), fork; flush and close."""
+"""Lifecycle in real processes: exit, SIGTERM, SIGINT (chained), fork; flush and close.
+
+Both trace formats promise these: the tests run with each (``trace_format``)."""
 
 from __future__ import annotations
 
@@ -28,14 +30,16 @@ CHILD = textwrap.dedent(
     sys.path[:0] = [{root!r}, {tests!r}]
     import urllib3, zltrace
     from support.server import ScriptedServer, response
-    mode, trace_dir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    mode, trace_dir, n, fmt = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     if mode == "app-handler":
         def handler(signum, frame):
             print("app handler called", flush=True)
             sys.exit(3)
         signal.signal(signal.SIGINT, handler)
     srv = ScriptedServer([response(200, b"x" * 100)]).__enter__()
-    tracer = zltrace.Tracer(zltrace.Config(dir=trace_dir, flush_ms=60000, buffer_size=100000))
+    tracer = zltrace.Tracer(
+        zltrace.Config(dir=trace_dir, flush_ms=60000, buffer_size=100000, format=fmt)
+    )
     pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
     for i in range(n if mode == "exit" else 10**9):
         assert pool.urlopen("GET", "/r%d" % i).data == b"x" * 100
@@ -48,11 +52,11 @@ CHILD = textwrap.dedent(
 )
 
 
-def _child(tmp_path: Path, mode: str, n: int) -> subprocess.Popen[str]:
+def _child(tmp_path: Path, mode: str, n: int, fmt: str) -> subprocess.Popen[str]:
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(root=str(ROOT), tests=str(TESTS)))
     return subprocess.Popen(
-        [sys.executable, str(script), mode, str(tmp_path / "t"), str(n)],
+        [sys.executable, str(script), mode, str(tmp_path / "t"), str(n), fmt],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -76,17 +80,17 @@ def _assert_flushed_when_killed(trace_dir: Path, at_least: int) -> None:
     assert len(outcomes) - outcomes.count("complete") <= 1
 
 
-def test_normal_exit_writes_everything_through_atexit(tmp_path: Path) -> None:
+def test_normal_exit_writes_everything_through_atexit(tmp_path: Path, trace_format: str) -> None:
     """A process that exits without close() still has every exchange on disk (atexit)."""
-    proc = _child(tmp_path, "exit", 200)
+    proc = _child(tmp_path, "exit", 200, trace_format)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert _outcomes(tmp_path / "t") == ["complete"] * 200
 
 
-def test_sigterm_flushes_then_dies_of_sigterm(tmp_path: Path) -> None:
+def test_sigterm_flushes_then_dies_of_sigterm(tmp_path: Path, trace_format: str) -> None:
     """SIGTERM with the default disposition: records flushed, process still ends by SIGTERM."""
-    proc = _child(tmp_path, "loop", 50)
+    proc = _child(tmp_path, "loop", 50, trace_format)
     _wait_ready(proc)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
@@ -94,9 +98,11 @@ def test_sigterm_flushes_then_dies_of_sigterm(tmp_path: Path) -> None:
     _assert_flushed_when_killed(tmp_path / "t", 50)
 
 
-def test_sigint_default_raises_keyboardinterrupt_and_flushes(tmp_path: Path) -> None:
+def test_sigint_default_raises_keyboardinterrupt_and_flushes(
+    tmp_path: Path, trace_format: str
+) -> None:
     """SIGINT with Python's default handler: KeyboardInterrupt as before, records flushed."""
-    proc = _child(tmp_path, "loop", 50)
+    proc = _child(tmp_path, "loop", 50, trace_format)
     _wait_ready(proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -104,9 +110,9 @@ def test_sigint_default_raises_keyboardinterrupt_and_flushes(tmp_path: Path) -> 
     _assert_flushed_when_killed(tmp_path / "t", 50)
 
 
-def test_sigint_chains_to_the_apps_own_handler(tmp_path: Path) -> None:
+def test_sigint_chains_to_the_apps_own_handler(tmp_path: Path, trace_format: str) -> None:
     """An app's SIGINT handler installed before zltrace still runs, after the flush."""
-    proc = _child(tmp_path, "app-handler", 50)
+    proc = _child(tmp_path, "app-handler", 50, trace_format)
     _wait_ready(proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)

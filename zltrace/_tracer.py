@@ -28,7 +28,7 @@ from ._monitor.counters import Counters
 from ._monitor.monitor import Gauges, PerformanceMonitor
 from ._pipeline.assembler import Assembler, Finished
 from ._pipeline.budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
-from ._pipeline.events import DATA, capture_failed, capture_failures
+from ._pipeline.events import DATA, START, capture_failed, capture_failures
 from ._pipeline.rawenc import RawEncoder
 from ._pipeline.rawtally import Ended, RawTally
 from ._pipeline.rawworker import RawWorker
@@ -101,8 +101,10 @@ class Tracer:
             raw_header=None if self._raw is None else self._raw.header,
         )
         self._assembler = Assembler(self._run, wall0, perf0, redactor)
-        #: Standard mode, raw log: what the monitor needs of each exchange.
+        #: Standard mode, raw log: what the monitor needs of each exchange, and how many
+        #: exchanges have started (its records are several per exchange, not one).
         self._tally = RawTally(wall0, perf0)
+        self._sync_exchanges = 0
         self._budget = Budget(cfg.memory_pool_size)
         self._relief = threading.Event()
         self._relief.set()
@@ -278,7 +280,7 @@ class Tracer:
             worker_crashed=w.crashed if w else None,
             queue_depth=self._queue.qsize() if w else 0,
             open_exchanges=self._assembler.open_count,
-            exchanges_finished=w.exchanges if w else writer.records_written,
+            exchanges_finished=w.exchanges if w else self._sync_finished(),
             records_written=writer.records_written,
             records_pending=writer.pending,
             records_lost=writer.records_lost,
@@ -360,6 +362,8 @@ class Tracer:
         """Standard mode, raw log: the event's records written now, on the caller thread."""
         records: list[bytes] = []
         enc.encode(ev, records)
+        if ev[0] == START:
+            self._sync_exchanges += 1
         ended: list[Ended] = []
         self._tally.event(ev, ended)
         if ended:
@@ -372,6 +376,10 @@ class Tracer:
             self._monitor.flushed()
         if self._monitor.ticking:
             self._monitor.maybe_tick()
+
+    def _sync_finished(self) -> int:
+        """Standard mode: exchanges handled (a JSONL line each; a raw log counts its starts)."""
+        return self._sync_exchanges if self._raw is not None else self._writer.records_written
 
     def _pressure(self, on: bool) -> None:
         """From the worker: make callers wait for it (the queue outgrew the budget), or stop."""

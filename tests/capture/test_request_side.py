@@ -318,10 +318,14 @@ def test_fingerprints_differ_between_tracers(tmp_path: Path) -> None:
     assert fps[0] != fps[1]
 
 
-def test_custom_redact_headers(tmp_path: Path) -> None:
-    """``Config(redact_headers=...)`` is the whole list of patterns (globs, any case)."""
+def test_custom_redact_headers(tmp_path: Path, trace_format: str) -> None:
+    """``Config(redact_headers=...)`` is the whole list of patterns (globs, any case); the
+    trace's bytes hold none of the values, in either format (each encodes its own)."""
     cfg = zltrace.Config(
-        dir=str(tmp_path / "t"), flush_ms=10, redact_headers=("x-custom", "X-Internal-*")
+        dir=str(tmp_path / "t"),
+        flush_ms=10,
+        redact_headers=("x-custom", "X-Internal-*"),
+        format=trace_format,
     )
     headers = {
         "X-Custom": "custom-SECRET-1",

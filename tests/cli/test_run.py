@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import urllib3
 from support.server import ScriptedServer, response
 
 import zltrace
@@ -33,8 +35,13 @@ sys.exit(7)
 
 
 @pytest.mark.slow
-def test_run_traces_unmodified_program_and_its_child(tmp_path: Path) -> None:
-    """urllib3, requests, boto3 and a child process recorded; stdin, stdout, exit code kept."""
+@pytest.mark.parametrize("fmt", ["raw", "jsonl"], ids=["default-raw", "jsonl"])
+def test_run_traces_unmodified_program_and_its_child(tmp_path: Path, fmt: str) -> None:
+    """urllib3, requests, boto3 and a child process recorded; stdin, stdout, exit code kept
+    (the default format, and JSON lines through ZLTRACE_FORMAT)."""
+    env = {k: v for k, v in os.environ.items() if k != "ZLTRACE_FORMAT"}
+    if fmt == "jsonl":
+        env["ZLTRACE_FORMAT"] = "jsonl"
     app = tmp_path / "app.py"
     app.write_text(textwrap.dedent(APP))
     traces = tmp_path / "traces"
@@ -58,12 +65,17 @@ def test_run_traces_unmodified_program_and_its_child(tmp_path: Path) -> None:
             input=b"hello\n",
             capture_output=True,
             timeout=120,
+            env=env,
         )
     assert proc.returncode == 7, proc.stderr.decode()
     assert proc.stdout.decode().split() == ["stdin:", "hello", "r0", "r1", "r2"]
     last = proc.stderr.decode().strip().splitlines()[-1]
     assert last.startswith("zltrace: 4 exchanges in 2 trace file(s)") and str(report) in last
-    got = [ex for p in sorted(traces.glob("*.jsonl")) for ex in zltrace.read(str(p))]
+    files = sorted(traces.iterdir())
+    assert len(files) == 2 and all(
+        p.suffix == (".zlog" if fmt == "raw" else ".jsonl") for p in files
+    )
+    got = [ex for p in files for ex in zltrace.read(str(p))]
     paths = sorted(ex.request.url.rsplit("/", 1)[-1] for ex in got)
     assert paths == ["child", "invoke", "requests", "urllib3"]
     assert all(ex.outcome == "complete" for ex in got)
@@ -136,3 +148,38 @@ def test_run_forwards_sigterm_to_the_program(tmp_path: Path) -> None:
         proc.kill()
     assert out == b"got %d\n" % signal.SIGTERM
     assert proc.returncode == 3
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "raw"])
+def test_run_counts_an_exchange_in_a_trace_and_its_dead_letters_once(
+    tmp_path: Path, fmt: str
+) -> None:
+    """The closing line counts an exchange found in a trace file and in its dead-letter file
+    (a re-drive cut short) once, as ``read()`` yields it."""
+    tracer = zltrace.Tracer(zltrace.Config(dir=str(tmp_path / "src"), flush_ms=10, format=fmt))
+    with ScriptedServer([response(200, b"ok")]) as srv:
+        pool = tracer.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port))
+        for name in ("a", "b"):
+            assert pool.request("GET", "/" + name).data == b"ok"
+        pool.close()
+    assert tracer.close(timeout=10)
+    trace = Path(tracer.path)
+    dead = trace.name.removesuffix(trace.suffix) + ".deadletter" + trace.suffix
+    out = tmp_path / "traces"
+    # The program leaves the trace and the same records as its dead letters in the directory.
+    copy = (
+        "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2]); "
+        "shutil.copy(sys.argv[1], sys.argv[3])"
+    )
+    out.mkdir()
+    program = [sys.executable, "-c", copy, str(trace), str(out / trace.name), str(out / dead)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "zltrace", "run", "--dir", str(out), "--", *program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(zltrace.read(out))) == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("zltrace: 2 exchanges in 2 trace file(s)"), last

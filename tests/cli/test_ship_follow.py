@@ -1,5 +1,10 @@
 """The follower under ``ship --follow`` and ``tail``: only finished lines, resumable positions,
-files replaced, truncated, torn or unusable, dead letters read once."""
+files replaced, truncated, torn or unusable, dead letters read once.
+
+These are the JSON-lines follower's (``_read/follow.py``): the traces are written with
+``format="jsonl"`` whatever the default; the raw log's follower is tested in
+``tests/read/test_follow_raw.py``.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ from zltrace._read.follow import Follower, Position
 
 
 def trace_lines(tmp_path: Path, n: int) -> list[bytes]:
-    """The lines of a real trace of ``n`` small exchanges."""
-    tracer = zltrace.Tracer(zltrace.Config(dir=str(tmp_path / "src"), flush_ms=10))
+    """The lines of a real JSON-lines trace of ``n`` small exchanges."""
+    tracer = zltrace.Tracer(zltrace.Config(dir=str(tmp_path / "src"), flush_ms=10, format="jsonl"))
     with ScriptedServer([response(200, b"ok")]) as srv:
         pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port), tracer=tracer)
         for i in range(n):

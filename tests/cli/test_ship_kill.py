@@ -108,13 +108,14 @@ def test_sigkill_and_restart_lose_nothing_and_duplicate_only_the_unrecorded_batc
     assert all(n <= 1 + sum(sid in u for u in unrecorded) for sid, n in counts.items())
 
 
-def test_follow_ships_growing_and_new_files_until_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["jsonl", "raw"])
+def test_follow_ships_growing_and_new_files_until_sigterm(tmp_path: Path, fmt: str) -> None:
     """--follow: exchanges written while it runs, in the same file and in a new one, are
-    shipped; SIGTERM exits 0 with the checkpoint covering them all."""
+    shipped; SIGTERM exits 0 with the checkpoint covering them all (each format)."""
     trace = tmp_path / "t"
     cp = tmp_path / "cp.json"
     with OTLPReceiver() as rx, ScriptedServer([response(200, b"ok")]) as srv:
-        t1 = zltrace.Tracer(zltrace.Config(dir=str(trace), flush_ms=10))
+        t1 = zltrace.Tracer(zltrace.Config(dir=str(trace), flush_ms=10, format=fmt))
         pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port), tracer=t1)
         pool.request("GET", "/a")
         assert t1.flush(timeout=10)
@@ -127,7 +128,7 @@ def test_follow_ships_growing_and_new_files_until_sigterm(tmp_path: Path) -> Non
             pool.request("GET", "/b")
             assert t1.flush(timeout=10)
             assert wait_until(lambda: len(rx.spans) == 2)
-            t2 = zltrace.Tracer(zltrace.Config(dir=str(trace), flush_ms=10))
+            t2 = zltrace.Tracer(zltrace.Config(dir=str(trace), flush_ms=10, format=fmt))
             pool2 = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port), tracer=t2)
             pool2.request("GET", "/c")
             assert t2.close(timeout=10) and t1.close(timeout=10)

@@ -1,4 +1,10 @@
-"""Health and metrics endpoints answering real HTTP requests; the Grafana dashboard."""
+"""Health and metrics endpoints answering real HTTP requests; the Grafana dashboard.
+
+The endpoints are the same for both trace formats; the tests that trace run with both
+(``trace_format``). A JSON-lines trace writes one record (line) per exchange, a raw log several
+(one per capture event), so "records written" is checked against the records in the file and
+"exchanges" against the traffic.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import urllib3
 from prometheus_client.parser import text_string_to_metric_families
 from support.faults import Faults
 from support.server import ScriptedServer, response
+from support.trace import records_on_disk
 
 import zltrace
 
@@ -23,9 +30,10 @@ ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture
-def served(trace_dir: Path) -> Iterator[zltrace.Tracer]:
-    """A zero-latency tracer with its endpoints on a free loopback port."""
-    t = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), flush_ms=10, health_port=0))
+def served(trace_dir: Path, trace_format: str) -> Iterator[zltrace.Tracer]:
+    """A zero-latency tracer with its endpoints on a free loopback port (each format)."""
+    cfg = zltrace.Config(dir=str(trace_dir), flush_ms=10, health_port=0, format=trace_format)
+    t = zltrace.Tracer(cfg)
     yield t
     t.close(timeout=10)
 
@@ -74,7 +82,10 @@ def test_health_reports_healthy_zero_latency_as_json(
     assert doc["alerts"] == []
     perf = doc["performance"]
     assert perf["exchanges"] == 5
-    assert perf["recordsWritten"] == 5
+    written = records_on_disk(served.path)
+    assert perf["recordsWritten"] == written
+    # one line per exchange; a raw log's START, REQHEAD, HEAD, DATA and EOF at least
+    assert written == 5 if served.config.format == "jsonl" else written >= 5 * 5
     # Every GET ran the fixed hooks and at least one body read; the target (met) bounds it.
     assert perf["hookNs"] > 0
     assert perf["fixedHooksNs"] + perf["hookNs"] <= perf["addedP95Ns"] < perf["targetP95Ns"]
@@ -118,7 +129,9 @@ def test_metrics_parse_with_prometheus_client_and_match_stats(
 
     assert fams["zltrace_exchanges"].type == "counter"
     assert value("zltrace_exchanges") == 7
-    assert value("zltrace_records_written") == stats["records_written"] == 7
+    written = records_on_disk(served.path)
+    assert value("zltrace_records_written") == stats["records_written"] == written
+    assert written == 7 if served.config.format == "jsonl" else written >= 7 * 5
     assert value("zltrace_records_lost") == 0
     assert value("zltrace_bytes_written") == stats["bytes_written"]
     assert value("zltrace_memory_budget_bytes") == served.config.memory_pool_size
@@ -212,16 +225,22 @@ def test_a_taken_port_warns_and_tracing_goes_on(trace_dir: Path, served: zltrace
     assert len(list(zltrace.read(other.path))) == 1
 
 
-def test_standard_mode_reports_enabled_false(trace_dir: Path, http: urllib3.PoolManager) -> None:
-    """In standard mode the endpoint still answers; "enabled" (zero-latency) is false."""
-    cfg = zltrace.Config(dir=str(trace_dir), zero_latency=False, health_port=0)
+def test_standard_mode_reports_enabled_false(
+    trace_dir: Path, http: urllib3.PoolManager, trace_format: str
+) -> None:
+    """In standard mode the endpoint still answers; "enabled" (zero-latency) is false; the
+    exchanges are counted as exchanges, not as the records written for them."""
+    cfg = zltrace.Config(dir=str(trace_dir), zero_latency=False, health_port=0, format=trace_format)
     with zltrace.Tracer(cfg) as tracer:
         assert tracer.health_url is not None
         traffic(tracer, 2)
         doc = json.loads(http.request("GET", tracer.health_url + "/health/zero-latency").data)
+    stats = tracer.stats()
     assert doc["enabled"] is False
     assert doc["mode"] == "standard"
     assert doc["performance"]["exchanges"] == 2
+    assert stats["exchanges_finished"] == 2
+    assert stats["records_written"] == records_on_disk(tracer.path)
 
 
 def test_health_port_from_the_environment() -> None:
@@ -279,15 +298,20 @@ def test_dashboard_references_only_metrics_that_are_exported(
 
 
 def test_metrics_show_write_faults_as_they_happen(
-    trace_dir: Path, http: urllib3.PoolManager
+    trace_dir: Path, http: urllib3.PoolManager, trace_format: str
 ) -> None:
     """Writes failing with ENOSPC (/dev/full through the opener seam): /metrics shows the
     retries and the degraded writer while it lasts, and the recovery after."""
     opener = Faults()
-    opener.full = {".jsonl"}
+    opener.full = {".jsonl" if trace_format == "jsonl" else ".zlog"}  # the dead letters too
 
     cfg = zltrace.Config(
-        dir=str(trace_dir), health_port=0, flush_ms=5, write_retries=1, retry_backoff_ms=1
+        dir=str(trace_dir),
+        health_port=0,
+        flush_ms=5,
+        write_retries=1,
+        retry_backoff_ms=1,
+        format=trace_format,
     )
     t = zltrace.Tracer(cfg, opener=opener)
     try:
@@ -309,7 +333,11 @@ def test_metrics_show_write_faults_as_they_happen(
         assert t.flush(timeout=10)
         fams = families(http.request("GET", t.health_url + "/metrics").data.decode())
         assert fams["zltrace_writer_degraded"].samples[0].value == 0
-        assert fams["zltrace_redriven_records"].samples[0].value == 5
+        redriven = fams["zltrace_redriven_records"].samples[0].value
+        if trace_format == "jsonl":
+            assert redriven == 5
+        else:  # every record of the five exchanges was held, then re-driven
+            assert redriven == records_on_disk(t.path) >= 5 * 5
     finally:
         assert t.close(timeout=10)
     assert len(list(zltrace.read(t.path))) == 5

@@ -3,6 +3,11 @@ outgrows the budget, and a 1 GB streamed response keeps RSS within the budget pl
 
 Real loopback servers, real files; the only fault injected (a side file on ``/dev/full``)
 goes through the tracer's file-opener seam.
+
+Spilling bodies in flight to the ``.bodies`` side file is the JSON-lines format's (the raw log
+has no bodies in flight: every byte is in a record once handled), so those tests pin
+``format="jsonl"``; what both formats promise (callers wait instead of the queue outgrowing the
+budget; a 1 GiB stream stays within the budget in RSS, all on disk) runs with both.
 """
 
 from __future__ import annotations
@@ -45,12 +50,15 @@ def stream(tracer: zltrace.Tracer, srv: ScriptedServer, amt: int = 64 * 1024) ->
 def test_large_body_spills_and_reads_back_exactly(
     trace_dir: Path, framing: str, zero_latency: bool
 ) -> None:
-    """A 32 MiB body against a 1 MiB budget: spilled while in flight, recorded byte for byte."""
+    """A 32 MiB body against a 1 MiB budget: spilled while in flight, recorded byte for byte
+    (JSON lines: the spill goes to the side file)."""
     body = BLOCK * 32
     with ScriptedServer(
         [response(200, body, framing=framing, chunk_sizes=[300_000])], keep_alive=False
     ) as srv:
-        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=MIB, zero_latency=zero_latency)
+        cfg = zltrace.Config(
+            dir=str(trace_dir), memory_pool_size=MIB, zero_latency=zero_latency, format="jsonl"
+        )
         t = zltrace.Tracer(cfg)
         digest = stream(t, srv)
         assert t.close(timeout=30)
@@ -69,14 +77,14 @@ def test_large_body_spills_and_reads_back_exactly(
 
 def test_unwritable_side_file_drops_bytes_visibly(trace_dir: Path) -> None:
     """Budget full and the side file on a full disk: bytes are dropped, and the record and
-    stats() say how many; the app still gets every byte."""
+    stats() say how many; the app still gets every byte (JSON lines: a side file to fail)."""
     body = BLOCK * 8
 
     opener = Faults()
     opener.full = {".bodies"}
 
     with ScriptedServer([response(200, body, chunk_sizes=[100_000])], keep_alive=False) as srv:
-        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=256 * 1024)
+        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=256 * 1024, format="jsonl")
         t = zltrace.Tracer(cfg, opener=opener)
         digest = stream(t, srv)
         assert t.close(timeout=30)
@@ -90,12 +98,14 @@ def test_unwritable_side_file_drops_bytes_visibly(trace_dir: Path) -> None:
     assert len(ex.response.raw_body) == len(body) - s["body_bytes_dropped"]
 
 
-def test_callers_wait_when_the_queue_outgrows_the_budget(trace_dir: Path) -> None:
+@pytest.mark.parametrize("fmt", ["jsonl", "raw"])
+def test_callers_wait_when_the_queue_outgrows_the_budget(trace_dir: Path, fmt: str) -> None:
     """With a 64 KiB budget the app out-reads the worker; it is made to wait (counted), and
     every byte is still recorded."""
     body = BLOCK * 16
     with ScriptedServer([response(200, body, chunk_sizes=[1 << 20])], keep_alive=False) as srv:
-        t = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), memory_pool_size=64 * 1024))
+        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=64 * 1024, format=fmt)
+        t = zltrace.Tracer(cfg)
         digest = stream(t, srv, amt=256 * 1024)
         assert t.close(timeout=30)
     s = t.stats()
@@ -133,7 +143,8 @@ GIGABYTE_CHILD = textwrap.dedent(
     pool = urllib3.HTTPConnectionPool("127.0.0.1", listener.getsockname()[1])
     tracer = None
     if sys.argv[1] == "traced":
-        tracer = zltrace.Tracer(zltrace.Config(dir=sys.argv[3], memory_pool_size=10 * 2**20))
+        cfg = zltrace.Config(dir=sys.argv[3], memory_pool_size=10 * 2**20, format=sys.argv[4])
+        tracer = zltrace.Tracer(cfg)
         pool = tracer.wrap(pool)
     before = hwm()
     r = pool.request("GET", "/", preload_content=False)
@@ -151,9 +162,9 @@ GIGABYTE_CHILD = textwrap.dedent(
 )
 
 
-def run_child(mode: str, count: int, trace_dir: Path) -> dict[str, Any]:
+def run_child(mode: str, count: int, trace_dir: Path, fmt: str = "raw") -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-c", GIGABYTE_CHILD, mode, str(count), str(trace_dir)],
+        [sys.executable, "-c", GIGABYTE_CHILD, mode, str(count), str(trace_dir), fmt],
         capture_output=True,
         text=True,
         timeout=300,
@@ -163,20 +174,39 @@ def run_child(mode: str, count: int, trace_dir: Path) -> dict[str, Any]:
     return result
 
 
-def test_one_gigabyte_stream_stays_within_the_budget(trace_dir: Path) -> None:
+#: The raw worker flushes after ``buffer_size`` exchanges started or ``flush_ms``, never
+#: because the records it buffered weigh too much: a 1 GiB stream at full speed holds tens of
+#: MiB of 64 KiB records (``memory_held_peak`` several times the 10 MiB budget) and the app's
+#: peak RSS grows by ~150 MiB (``_pipeline/rawworker.py``: ``_add``, ``_pressure``).
+RAW_RECORDS_UNBOUNDED = pytest.mark.xfail(
+    strict=True,
+    reason="raw worker: buffered records are not flushed when they pass the budget, so a "
+    "1 GiB stream's peak RSS grows by far more than the budget + 32 MiB",
+)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", pytest.param("raw", marks=RAW_RECORDS_UNBOUNDED)])
+def test_one_gigabyte_stream_stays_within_the_budget(trace_dir: Path, fmt: str) -> None:
     """1 GiB streamed through a 10 MiB budget: peak RSS grows by at most budget + 32 MiB over
-    the same download untraced, and the whole body is on disk."""
+    the same download untraced, and the whole body is on disk (JSON lines: spilled to the
+    side file while in flight; raw: in the log's records)."""
     count = 1024
     bare = run_child("bare", count, trace_dir)
-    traced = run_child("traced", count, trace_dir)
+    traced = run_child("traced", count, trace_dir, fmt)
     assert bare["read"] == traced["read"] == count * MIB
     growth_kib = traced["peak_kib"] - bare["peak_kib"]
     s = traced["stats"]
     print(f"peak RSS: bare {bare['peak_kib']} KiB, traced {traced['peak_kib']} KiB; {s}")
     assert growth_kib <= (10 + 32) * 1024, (growth_kib, s)
     assert s["records_lost"] == 0 and s["body_bytes_dropped"] == 0
-    assert s["budget_spilled_bytes"] > 900 * MIB
-    (line,) = Path(s["path"]).read_text().splitlines()
-    body = json.loads(line)["response"]["body"]
-    assert body["size"] == count * MIB
-    assert sum(p[1] for p in body["parts"]) == count * MIB
+    assert s["path"].endswith(".jsonl" if fmt == "jsonl" else ".zlog")
+    if fmt == "jsonl":
+        assert s["budget_spilled_bytes"] > 900 * MIB
+        (line,) = Path(s["path"]).read_text().splitlines()
+        body = json.loads(line)["response"]["body"]
+        assert body["size"] == count * MIB
+        assert sum(p[1] for p in body["parts"]) == count * MIB
+    # Read back without loading the body: its last arrival ends at the last byte.
+    (ex,) = zltrace.read(s["path"])
+    assert ex.outcome == "complete" and ex.response is not None
+    assert ex.response.reads[-1][0] == count * MIB

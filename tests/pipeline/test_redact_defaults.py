@@ -3,6 +3,9 @@ documentation, and passwords in a URL's userinfo wherever a URL is stored.
 
 Counters (rate limits, token usage) stay readable: they are what a user debugging a 429
 needs. Credentials of the LLM APIs and the clouds become fingerprints.
+
+The tests that trace run with both formats (``trace_format``): each encodes what it stores
+in its own code (JSON lines: the assembler; raw: the record encoder).
 """
 
 from __future__ import annotations
@@ -160,10 +163,10 @@ def _all_bytes(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file())
 
 
-def test_proxy_absolute_form_userinfo_never_reaches_disk(tmp_path: Path) -> None:
+def test_proxy_absolute_form_userinfo_never_reaches_disk(tmp_path: Path, trace_format: str) -> None:
     """Through a ProxyManager, ``http://user:PASS@host/`` is recorded without the password."""
     d = tmp_path / "t"
-    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
+    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10, format=trace_format))
     with ScriptedServer([response(200, b"ok")], keep_alive=False) as proxy:
         pm = urllib3.ProxyManager(proxy.url)
         try:
@@ -180,10 +183,12 @@ def test_proxy_absolute_form_userinfo_never_reaches_disk(tmp_path: Path) -> None
     assert b"S3CRETPW" not in _all_bytes(d)
 
 
-def test_location_referer_and_content_location_userinfo_redacted(tmp_path: Path) -> None:
+def test_location_referer_and_content_location_userinfo_redacted(
+    tmp_path: Path, trace_format: str
+) -> None:
     """URL-valued headers lose their userinfo passwords, in requests and responses."""
     d = tmp_path / "t"
-    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
+    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10, format=trace_format))
     headers = [
         ("Location", "http://bob:LOCPW@other.example/next"),
         ("Content-Location", "https://bob:CLPW@other.example/doc"),
@@ -204,10 +209,10 @@ def test_location_referer_and_content_location_userinfo_redacted(tmp_path: Path)
         assert secret not in on_disk
 
 
-def test_userinfo_password_kept_out_of_error_texts(tmp_path: Path) -> None:
+def test_userinfo_password_kept_out_of_error_texts(tmp_path: Path, trace_format: str) -> None:
     """An exchange that fails records its error without the URL's password."""
     d = tmp_path / "t"
-    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
+    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10, format=trace_format))
     with ScriptedServer([response(200, b"ok")], keep_alive=False) as proxy:
         port = proxy.port
     # The proxy is gone: the connection is refused and urllib3's error quotes the URL.

@@ -1,6 +1,9 @@
 """Credentials in URL query strings (``?key=``, pre-signed URLs) never reach disk.
 
 Real loopback servers; the trace directory's bytes are searched for every secret.
+
+The tests that trace run with both formats (``trace_format``): each encodes what it stores
+in its own code (JSON lines: the assembler; raw: the record encoder).
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ def _free_port() -> int:
     return port
 
 
-def test_secret_query_values_replaced_rest_kept_byte_for_byte(tmp_path: Path) -> None:
+def test_secret_query_values_replaced_rest_kept_byte_for_byte(
+    tmp_path: Path, trace_format: str
+) -> None:
     """Matching names (any case, percent-encoded) lose their values; the rest of the URL,
     order, separators and encoding included, is what went on the wire."""
     d = tmp_path / "t"
-    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
+    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10, format=trace_format))
     target = (
         "/v1/models?alt=json&key=AIzaSECRET-one&page=2&X-Amz-Signature=abc%2FSECRET-two"
         "&access_token=SECRET-three&q=a%20b&API%5Fkey=SECRET-four&empty=&key"
@@ -61,9 +66,13 @@ def test_secret_query_values_replaced_rest_kept_byte_for_byte(tmp_path: Path) ->
         assert secret not in on_disk
 
 
-def test_same_value_in_header_and_query_shows_the_same_digest(tracer: zltrace.Tracer) -> None:
+def test_same_value_in_header_and_query_shows_the_same_digest(
+    tracer: zltrace.Tracer, trace_format: str
+) -> None:
     """One token sent as ``?api_key=`` and as ``X-Api-Key`` gets the same 12 hex digits."""
-    t = zltrace.Tracer(zltrace.Config(dir=tracer.config.dir + "-2", flush_ms=10))
+    t = zltrace.Tracer(
+        zltrace.Config(dir=tracer.config.dir + "-2", flush_ms=10, format=trace_format)
+    )
     with ScriptedServer([response(200, b"ok")]) as srv:
         pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port), tracer=t)
         pool.request("GET", "/x?api_key=same%2Btoken", headers={"X-Api-Key": "same+token"})
@@ -76,10 +85,12 @@ def test_same_value_in_header_and_query_shows_the_same_digest(tracer: zltrace.Tr
     t.close()
 
 
-def test_redirect_location_to_a_presigned_url_is_redacted(tmp_path: Path) -> None:
+def test_redirect_location_to_a_presigned_url_is_redacted(
+    tmp_path: Path, trace_format: str
+) -> None:
     """A response header holding a URL (``Location``) has its query redacted like a request's."""
     d = tmp_path / "t"
-    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
+    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10, format=trace_format))
     location = (
         "https://bucket.s3.example/obj?X-Amz-Credential=AKIA-SECRET-cred&X-Amz-Expires=60"
         "&X-Amz-Signature=SECRET-sig#access_token=SECRET-frag"
@@ -101,12 +112,14 @@ def test_redirect_location_to_a_presigned_url_is_redacted(tmp_path: Path) -> Non
     assert b"SECRET" not in _all_bytes(d)
 
 
-def test_error_message_quoting_the_url_is_scrubbed_with_the_urls_digits(tmp_path: Path) -> None:
+def test_error_message_quoting_the_url_is_scrubbed_with_the_urls_digits(
+    tmp_path: Path, trace_format: str
+) -> None:
     """An exception raised while the request is sent (here by the app's own body generator)
     whose message quotes the secret, raw or percent-decoded, is written with the same
     ``sha256`` digits as the URL."""
     d = tmp_path / "t"
-    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
+    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10, format=trace_format))
 
     def body() -> Iterator[bytes]:
         yield b"part one"
@@ -127,10 +140,10 @@ def test_error_message_quoting_the_url_is_scrubbed_with_the_urls_digits(tmp_path
     assert b"SECRET" not in _all_bytes(d)
 
 
-def test_refused_request_url_redacted(tmp_path: Path) -> None:
+def test_refused_request_url_redacted(tmp_path: Path, trace_format: str) -> None:
     """Nothing was sent: the URL comes from the call, and is redacted all the same."""
     d = tmp_path / "t"
-    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10))
+    t = zltrace.Tracer(zltrace.Config(dir=str(d), flush_ms=10, format=trace_format))
     port = _free_port()
     pool = zltrace.wrap(urllib3.HTTPConnectionPool("127.0.0.1", port, retries=False), tracer=t)
     with pytest.raises(urllib3.exceptions.HTTPError):
@@ -159,8 +172,10 @@ def test_refused_requests_keep_their_own_urls(tracer: zltrace.Tracer) -> None:
     ]
 
 
-def test_config_redact_query_empty_turns_it_off(tmp_path: Path) -> None:
-    t = zltrace.Tracer(zltrace.Config(dir=str(tmp_path / "t"), flush_ms=10, redact_query=()))
+def test_config_redact_query_empty_turns_it_off(tmp_path: Path, trace_format: str) -> None:
+    t = zltrace.Tracer(
+        zltrace.Config(dir=str(tmp_path / "t"), flush_ms=10, format=trace_format, redact_query=())
+    )
     with ScriptedServer([response(200, b"ok")]) as srv:
         pool = zltrace.wrap(urllib3.HTTPConnectionPool(srv.host, srv.port), tracer=t)
         pool.request("GET", "/x?key=visible")

@@ -4,6 +4,11 @@ byte and arrival time is recorded exactly once.
 
 Real loopback servers, real files; the slow test runs the app in a child process so that
 its RSS is its own.
+
+What an exchange in flight holds, and spilling it to the ``.bodies`` side file, are the
+JSON-lines format's (its worker assembles exchanges; the raw log's writes every read as a
+record): those tests pin ``format="jsonl"``. Every byte and read recorded exactly once, and
+the app's memory bounded by the budget, are promised by both formats: those tests run with both.
 """
 
 from __future__ import annotations
@@ -44,13 +49,15 @@ def check_recorded(ex: zltrace.Exchange, body: bytes) -> None:
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 def test_held_memory_counts_the_objects_of_tiny_reads(trace_dir: Path, framing: str) -> None:
     """50,000 one-byte reads held in flight count at least their arrival times (16 bytes a
-    read) besides their payload, and little more: the budget sees what is really held."""
+    read) besides their payload, and little more: the budget sees what is really held
+    (JSON lines: the raw log holds no exchange in flight)."""
     n = 50_000
     body = pattern(n)
     with ScriptedServer(
         [response(200, body, framing=framing, chunk_sizes=[1000])], keep_alive=False
     ) as srv:
-        t = zltrace.Tracer(zltrace.Config(dir=str(trace_dir), memory_pool_size=64 * MIB))
+        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=64 * MIB, format="jsonl")
+        t = zltrace.Tracer(cfg)
         pool = t.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
         r = pool.request("GET", "/", preload_content=False)
         for _ in range(n - 1):
@@ -66,20 +73,23 @@ def test_held_memory_counts_the_objects_of_tiny_reads(trace_dir: Path, framing: 
     check_recorded(ex, body)
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "raw"])
 @pytest.mark.parametrize("zero_latency", [True, False], ids=["zero-latency", "standard"])
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 def test_tiny_reads_spill_and_come_back_exactly(
-    trace_dir: Path, framing: str, zero_latency: bool
+    trace_dir: Path, framing: str, zero_latency: bool, fmt: str
 ) -> None:
-    """Under the smallest budget 50,000 one-byte reads are spilled while in flight, body and
-    arrival times both, and the record holds every byte and every read exactly once."""
+    """Under the smallest budget 50,000 one-byte reads come back with every byte and every
+    read exactly once (JSON lines: spilled while in flight, body and arrival times both)."""
     n = 50_000
     limit = 64 * 1024
     body = pattern(n)
     with ScriptedServer(
         [response(200, body, framing=framing, chunk_sizes=[1000])], keep_alive=False
     ) as srv:
-        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=limit, zero_latency=zero_latency)
+        cfg = zltrace.Config(
+            dir=str(trace_dir), memory_pool_size=limit, zero_latency=zero_latency, format=fmt
+        )
         t = zltrace.Tracer(cfg)
         pool = t.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
         r = pool.request("GET", "/", preload_content=False)
@@ -89,11 +99,15 @@ def test_tiny_reads_spill_and_come_back_exactly(
         assert t.close(timeout=60)
     assert got == body
     s = t.stats()
-    assert s["budget_spilled_bytes"] > 16 * n  # the arrival times went to the side file too
     assert s["records_lost"] == 0 and s["body_bytes_dropped"] == 0
-    (line,) = Path(t.path).read_text().splitlines()
-    rs = json.loads(line)["response"]
-    assert "parts" in rs["body"] and rs["reads"]["count"] == n
+    if fmt == "jsonl":
+        assert s["budget_spilled_bytes"] > 16 * n  # the arrival times went to the side file too
+        (line,) = Path(t.path).read_text().splitlines()
+        rs = json.loads(line)["response"]
+        assert "parts" in rs["body"] and rs["reads"]["count"] == n
+    else:
+        assert s["budget_spilled_bytes"] == 0  # nothing in flight to spill: each read a record
+        assert s["records_written"] > n
     (ex,) = zltrace.read(t.path)
     check_recorded(ex, body)
 
@@ -101,14 +115,14 @@ def test_tiny_reads_spill_and_come_back_exactly(
 def test_tiny_reads_with_an_unwritable_side_file_drop_visibly(trace_dir: Path) -> None:
     """Budget full and the side file on a full disk: the body bytes and arrival times held
     are dropped (counted, and the record says so), memory stays bounded, and a failed spill
-    is not retried on every read."""
+    is not retried on every read (JSON lines: a side file to fail)."""
     n = 50_000
     limit = 64 * 1024
     body = pattern(n)
     opener = Faults()
     opener.full = {".bodies"}
     with ScriptedServer([response(200, body, chunk_sizes=[1000])], keep_alive=False) as srv:
-        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=limit)
+        cfg = zltrace.Config(dir=str(trace_dir), memory_pool_size=limit, format="jsonl")
         t = zltrace.Tracer(cfg, opener=opener)
         pool = t.wrap(urllib3.HTTPConnectionPool("127.0.0.1", srv.port))
         r = pool.request("GET", "/", preload_content=False)
@@ -135,7 +149,7 @@ MILLION_CHILD = textwrap.dedent(
     import urllib3, zltrace
     from zltrace._util import rss_bytes
 
-    N, LIMIT, HOW, FRAMING = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    N, LIMIT, HOW, FRAMING, FMT = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:5], sys.argv[6]
     BODY = (bytes(range(256)) * (N // 256 + 1))[:N]
     listener = socket.create_server(("127.0.0.1", 0))
 
@@ -154,7 +168,7 @@ MILLION_CHILD = textwrap.dedent(
         conn.close()
 
     threading.Thread(target=serve, daemon=True).start()
-    tracer = zltrace.Tracer(zltrace.Config(dir=sys.argv[5], memory_pool_size=LIMIT))
+    tracer = zltrace.Tracer(zltrace.Config(dir=sys.argv[5], memory_pool_size=LIMIT, format=FMT))
     pool = tracer.wrap(urllib3.HTTPConnectionPool("127.0.0.1", listener.getsockname()[1]))
     before = rss_bytes()
     growth = 0
@@ -174,19 +188,47 @@ MILLION_CHILD = textwrap.dedent(
 )
 
 
+#: The raw worker counts a queued event at its mean payload only (one byte here), not with
+#: the tuple, ``bytes`` and ``int`` it holds (``EVENT_COST``), so it lets callers queue about
+#: a quarter of the budget in events (262,144 for 1 MiB) before they wait: the app's RSS grows
+#: by ~18 MiB while the budget sees ~0.4 MiB (``_pipeline/rawworker.py``: ``_account``,
+#: ``_pressure``). Counting ``EVENT_COST`` per event brings the growth under the bound.
+RAW_QUEUE_UNDERCOUNTED = pytest.mark.xfail(
+    strict=True,
+    reason="raw worker: queued events counted without their objects (EVENT_COST), so the "
+    "throttle lets 200,000 stream(1) calls grow RSS past the budget + 7 MiB",
+)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("how", "framing", "n"), [("read", "length", 400_000), ("stream", "chunked", 200_000)]
+    ("how", "framing", "n", "fmt"),
+    [
+        ("read", "length", 400_000, "jsonl"),
+        ("stream", "chunked", 200_000, "jsonl"),
+        ("read", "length", 400_000, "raw"),
+        pytest.param("stream", "chunked", 200_000, "raw", marks=RAW_QUEUE_UNDERCOUNTED),
+    ],
 )
 def test_many_one_byte_reads_stay_within_the_budget(
-    trace_dir: Path, how: str, framing: str, n: int
+    trace_dir: Path, how: str, framing: str, n: int, fmt: str
 ) -> None:
     """Hundreds of thousands of one-byte reads under a 1 MiB budget: the memory held stays
     bounded by the budget, the app's RSS grows by at most the budget + 7 MiB while it reads,
     and every byte and read is recorded exactly once."""
     limit = MIB
     out = subprocess.run(
-        [sys.executable, "-c", MILLION_CHILD, str(n), str(limit), how, framing, str(trace_dir)],
+        [
+            sys.executable,
+            "-c",
+            MILLION_CHILD,
+            str(n),
+            str(limit),
+            how,
+            framing,
+            str(trace_dir),
+            fmt,
+        ],
         capture_output=True,
         text=True,
         timeout=600,

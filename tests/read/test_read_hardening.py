@@ -3,6 +3,10 @@
 Real trace lines (written by a tracer from loopback traffic) are damaged field by field, by
 hand for the known cases and by hypothesis for the rest; read(), stats, the report and both
 exports must finish on every one of them, with every undamaged line still read.
+
+The module is about the JSON-lines format (its lines and its ``.bodies`` side file), so the
+trace it damages is written with ``format="jsonl"`` whatever the default; the raw log's
+damage is ``tests/read/test_rawlog.py``'s.
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ def _traffic(tracer: zltrace.Tracer) -> None:
 def trace(tmp_path_factory: pytest.TempPathFactory) -> Trace:
     """A real trace: inline and side-file bodies, side-file arrivals, SSE, gzip, a refusal."""
     directory = tmp_path_factory.mktemp("real")
-    tracer = zltrace.Tracer(zltrace.Config(dir=str(directory), flush_ms=10))
+    tracer = zltrace.Tracer(zltrace.Config(dir=str(directory), flush_ms=10, format="jsonl"))
     try:
         _traffic(tracer)
     finally:

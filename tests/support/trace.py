@@ -9,6 +9,7 @@ from typing import Any
 import urllib3
 
 import zltrace
+from zltrace._read.rawscan import RecordScanner
 
 
 def records(tracer: zltrace.Tracer) -> list[zltrace.Exchange]:
@@ -24,6 +25,17 @@ def flushed(tracer: zltrace.Tracer) -> list[zltrace.Exchange]:
         return list(zltrace.read(tracer.path))
     except FileNotFoundError:
         return []
+
+
+def records_on_disk(path: str) -> int:
+    """The records in a trace file: its lines (JSON lines), or its records after the FILE
+    record (raw log) -- what ``stats()["records_written"]`` counts once all is flushed."""
+    if not path.endswith(".zlog"):
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    scanner = RecordScanner(path, lambda offset, what: None)
+    with open(path, "rb") as f:
+        return sum(1 for _ in scanner.records(f, final=True))
 
 
 def pool_for(srv: Any, tracer: zltrace.Tracer) -> Any:

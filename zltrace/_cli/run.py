@@ -119,7 +119,15 @@ def main(args: argparse.Namespace) -> int:
 
 def _summary(trace_dir: Path, before: set[Path], started: float, report: str | None) -> None:
     files = sorted(p for p in _trace_files(trace_dir) - before if p.stat().st_mtime >= started - 1)
-    exchanges = [ex for p in files for ex in read(str(p))]
+    # A trace file is read with its dead-letter file, which is among the files too: an
+    # exchange in both is counted (and reported) once, as read() of the directory would.
+    exchanges = []
+    seen: set[str] = set()
+    for p in files:
+        for ex in read(str(p)):
+            if ex.id not in seen:
+                seen.add(ex.id)
+                exchanges.append(ex)
     line = f"zltrace: {len(exchanges)} exchanges in {len(files)} trace file(s) in {trace_dir}"
     if report:
         with open(report, "w", encoding="utf-8") as out:
