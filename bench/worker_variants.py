@@ -161,7 +161,9 @@ def load(seconds: float, traced: bool) -> None:
         tracer = None
         me = wt = threading.get_native_id()  # bare: "worker" figures are the caller's again
         if traced:
-            tracer = zltrace.Tracer(zltrace.Config(dir=tempfile.mkdtemp(), handle_signals=False))
+            fmt = os.environ.get("ZLTRACE_FORMAT", "jsonl")
+            cfg = zltrace.Config(dir=tempfile.mkdtemp(), handle_signals=False, format=fmt)
+            tracer = zltrace.Tracer(cfg)
             pool = tracer.wrap(pool)
             worker = worker_thread(tracer)
             assert worker is not None and worker.native_id is not None

@@ -59,8 +59,9 @@ class RawInlet:
         put: Callable[[Any], None],
         pool_size: int,
         buffer_size: int,
-        slot: int = SLOT,
+        slot: int | None = None,
     ) -> None:
+        slot = SLOT if slot is None else slot
         self._q_put = put
         #: Set to wake the worker before its next timed wake.
         self.wake = threading.Event()
