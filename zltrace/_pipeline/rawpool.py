@@ -47,7 +47,7 @@ from .events import DATA, SEND, START
 
 #: Payloads up to this many bytes are copied into the pool (bench/README.md has the
 #: measurement that chose it); larger ones go by reference.
-SLOT = 2048
+SLOT = 512
 _PAYLOAD = frozenset((DATA, SEND))
 
 

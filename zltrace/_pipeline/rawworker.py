@@ -30,12 +30,18 @@ from typing import Any, Callable
 
 from . import events as ev_kinds
 from .budget import THROTTLE_POLL_S, Budget
-from .drain import BACKLOG, FLUSH, SLICE_NS, STOP, YIELD_S, DrainThread
+from .drain import BACKLOG, FLUSH, STOP, YIELD_S, DrainThread
 from .observer import NULL_OBSERVER, WorkerObserver
 from .rawenc import RawEncoder
 from .rawpool import RawInlet
 from .rawtally import Ended, RawTally
 from .writer import TraceWriter
+
+#: CPU time the worker works between two yields. Longer than ``drain.SLICE_NS``: each yield
+#: is a sleep and a wait to get the GIL back, and with timed wakes a batch holds up to
+#: ``flush_ms`` of events, so short slices make the yields most of the worker's cost; a caller
+#: that needs the GIL meanwhile waits at most one slice (bench/README.md has the figures).
+SLICE_NS = 500_000
 
 
 class RawWorker(DrainThread):
