@@ -28,7 +28,7 @@ SLOT = 2048
 
 def _inlet(pool: int = POOL, buffer_size: int = 100) -> tuple[RawInlet, queue.SimpleQueue[Any]]:
     q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    return RawInlet(q.put, pool, buffer_size, slot=SLOT), q
+    return RawInlet(q.put, pool, buffer_size, slot=SLOT, pooled=frozenset((SEND, DATA))), q
 
 
 def _drain(q: queue.SimpleQueue[Any]) -> list[Any]:
@@ -58,6 +58,18 @@ def test_small_payloads_are_copied_into_the_pool_and_the_callers_bytes_let_go() 
     assert sys.getrefcount(data) == refs
     assert isinstance(send[2], memoryview) and bytes(send[2]) == b"GET / HTTP/1.1\r\n\r\n"
     assert by_ref[2] is big and inlet.ref_bytes == len(big)
+
+
+def test_only_the_pooled_kinds_are_copied() -> None:
+    """By default request bytes are copied and response bytes go by reference (measured)."""
+    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    inlet = RawInlet(q.put, POOL, 100)
+    data = b"abc"
+    inlet.put((DATA, 1, data, 0))
+    inlet.put((SEND, 1, data, 0))
+    [read, sent] = _drain(q)
+    assert read[2] is data and len(read) == 4
+    assert isinstance(sent[2], memoryview) and sent[2] == data
 
 
 def test_released_slots_are_reused_and_a_full_pool_goes_by_reference() -> None:

@@ -2,11 +2,12 @@
 
 Rules:
 - The pool is one buffer of ``memory_pool_size`` bytes, allocated once, cut into slots of
-  ``SLOT`` bytes. A payload of at most ``SLOT`` bytes (request bytes sent, response bytes
-  read) is copied into a slot on the caller thread and its event carries a ``memoryview``
-  of the slot instead of the caller's ``bytes``: that object is freed as soon as the caller
-  drops it (not when the worker gets to it), and the pool's memory is reused, never
-  allocated again. Larger payloads go by reference.
+  ``SLOT`` bytes. A payload of at most ``SLOT`` bytes of a ``POOLED`` kind (request bytes
+  sent; response bytes read too if configured so) is copied into a slot on the caller
+  thread and its event carries a ``memoryview`` of the slot instead of the caller's
+  ``bytes``: that object is freed as soon as the caller drops it (not when the worker gets
+  to it), and the pool's memory is reused, never allocated again. Other payloads go by
+  reference.
 - Reserving a slot is one ``next()`` on an ``itertools.count``: a single call into C, atomic
   under the GIL, so each slot number goes to one caller whatever the number of threads.
   Slot ``i`` is at ``(i % slots) * SLOT``. The copy into it (a ``memmove`` that holds the
@@ -45,9 +46,13 @@ from typing import Any, Callable
 
 from .events import DATA, SEND, START
 
-#: Payloads up to this many bytes are copied into the pool (bench/README.md has the
-#: measurement that chose it); larger ones go by reference.
+#: Payloads up to this many bytes are copied into the pool; larger ones go by reference.
 SLOT = 512
+#: The events whose payloads are copied: request bytes (heads, small body pieces). Response
+#: bytes go by reference: copying them cost the caller more per chunk than holding the
+#: ``bytes`` saved (bench/README.md, "The raw log's pool"); ``frozenset((SEND, DATA))``
+#: copies both.
+POOLED = frozenset((SEND,))
 _PAYLOAD = frozenset((DATA, SEND))
 
 
@@ -60,9 +65,11 @@ class RawInlet:
         pool_size: int,
         buffer_size: int,
         slot: int | None = None,
+        pooled: frozenset[int] | None = None,
     ) -> None:
         slot = SLOT if slot is None else slot
         self._q_put = put
+        self._pooled = POOLED if pooled is None else pooled
         #: Set to wake the worker before its next timed wake.
         self.wake = threading.Event()
         self.slot = slot
@@ -93,7 +100,7 @@ class RawInlet:
         if kind in _PAYLOAD:
             data = ev[2]
             n = len(data)
-            if 0 < n <= self.slot:
+            if 0 < n <= self.slot and kind in self._pooled:
                 i = next(self._ids)
                 if i - self.freed < self.slots:
                     off = (i % self.slots) * self.slot
