@@ -313,10 +313,22 @@ class Tracer:
             worker_wakeups=w.wakeups if w else None,
             worker_max_slice_ns=w.max_slice_ns if w else None,
             worker_catchups=w.catchups if w else None,
+            **self._pool_counters(),
             after_close_events=self._after_close_events,
             dropped_events=self._dropped_events,
             capture_failures=sum(capture_failures().values()),
         )
+
+    def _pool_counters(self) -> dict[str, Any]:
+        w = self._worker
+        if not isinstance(w, RawWorker):
+            return {}
+        inlet = w.inlet
+        return {
+            "worker_early_wakeups": w.early_wakeups,
+            "pool_bytes": inlet.slots * inlet.slot,
+            "pool_overflows": inlet.overflows,
+        }
 
     def __enter__(self) -> Tracer:
         return self

@@ -209,6 +209,8 @@ def test_many_threads_record_every_byte_once_and_in_order(tmp_path: Path) -> Non
         w: Any = t._worker
         assert t.close()
         assert w.inlet.freed > 0
+        s = t.stats()
+        assert s["pool_bytes"] == POOL and s["pool_overflows"] == w.inlet.overflows
     seen: dict[int, zltrace.Exchange] = {}
     for ex in zltrace.read(tmp_path / "t"):
         n = int(ex.request.url.rsplit("/", 1)[1])
