@@ -17,6 +17,9 @@ write no readable trace, so the bench's data-loss line fails for them by design)
 - ``null-nobytes``: ``null``, and ``Tee.read`` reports the length of what it read instead of
   the bytes, so nothing keeps the caller's body alive (the paced-p99 experiment).
 
+With ``ZLTRACE_FORMAT=raw`` the ``current`` variant is the raw log's worker; ``--raw-slice-us N``
+sets its slice between yields and ``--no-pool`` passes every payload by reference.
+
 ``load`` runs one thread of 1 KB GETs against the bench server for ``--seconds`` and prints
 requests/s and the user/system CPU per request of the caller and the worker threads (from
 ``/proc/self/task/<tid>/stat``, Linux).
@@ -38,6 +41,8 @@ import urllib3
 
 import zltrace
 import zltrace._capture.tee as T
+import zltrace._pipeline.rawpool as P
+import zltrace._pipeline.rawworker as RW
 import zltrace._pipeline.worker as W
 from zltrace._cli.bench.seams import worker_thread
 from zltrace._cli.bench.serverproc import BenchServer
@@ -161,7 +166,9 @@ def load(seconds: float, traced: bool) -> None:
         tracer = None
         me = wt = threading.get_native_id()  # bare: "worker" figures are the caller's again
         if traced:
-            tracer = zltrace.Tracer(zltrace.Config(dir=tempfile.mkdtemp(), handle_signals=False))
+            fmt = os.environ.get("ZLTRACE_FORMAT", "jsonl")
+            cfg = zltrace.Config(dir=tempfile.mkdtemp(), handle_signals=False, format=fmt)
+            tracer = zltrace.Tracer(cfg)
             pool = tracer.wrap(pool)
             worker = worker_thread(tracer)
             assert worker is not None and worker.native_id is not None
@@ -196,7 +203,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("variant", choices=["bare", "current", "raw", "null", "null-nobytes"])
     parser.add_argument("what", choices=["bench", "load"])
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--raw-slice-us", type=int, help="ZLTRACE_FORMAT=raw: the raw worker's slice (us)"
+    )
+    parser.add_argument(
+        "--no-pool", action="store_true", help="ZLTRACE_FORMAT=raw: every payload by reference"
+    )
     args, rest = parser.parse_known_args(argv)
+    if args.raw_slice_us is not None:
+        RW.SLICE_NS = args.raw_slice_us * 1000
+    if args.no_pool:
+        P.SLOT = 0
     if args.what == "load":
         _install("current" if args.variant == "bare" else args.variant)
         load(args.seconds, traced=args.variant != "bare")

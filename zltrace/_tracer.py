@@ -30,6 +30,7 @@ from ._pipeline.assembler import Assembler, Finished
 from ._pipeline.budget import THROTTLE_POLL_S, THROTTLE_WAIT_S, Budget
 from ._pipeline.events import DATA, START, capture_failed, capture_failures
 from ._pipeline.rawenc import RawEncoder
+from ._pipeline.rawpool import RawInlet
 from ._pipeline.rawtally import Ended, RawTally
 from ._pipeline.rawworker import RawWorker
 from ._pipeline.redact import Redactor
@@ -135,9 +136,13 @@ class Tracer:
             }
             # The two workers differ only in what turns events into bytes.
             worker: Worker | RawWorker
+            #: What callers' events go through: the queue's put, or the raw log's pool.
+            self._enqueue: Callable[[tuple[Any, ...]], None] = q.put
             if self._raw is not None:
+                inlet = RawInlet(q.put, cfg.memory_pool_size, cfg.buffer_size)
+                self._enqueue = inlet.put
                 worker = RawWorker(
-                    q, self._raw, self._writer, cfg.buffer_size, cfg.flush_ms, **common
+                    q, self._raw, self._writer, cfg.buffer_size, cfg.flush_ms, inlet=inlet, **common
                 )
             else:
                 worker = Worker(
@@ -155,7 +160,7 @@ class Tracer:
             else:
                 self._worker = worker
                 self._queue = q
-                self._put = q.put
+                self._put = self._enqueue
                 self.mode = "zero-latency"
                 return
         self._put = self._sync_put
@@ -310,10 +315,22 @@ class Tracer:
             worker_wakeups=w.wakeups if w else None,
             worker_max_slice_ns=w.max_slice_ns if w else None,
             worker_catchups=w.catchups if w else None,
+            **self._pool_counters(),
             after_close_events=self._after_close_events,
             dropped_events=self._dropped_events,
             capture_failures=sum(capture_failures().values()),
         )
+
+    def _pool_counters(self) -> dict[str, Any]:
+        w = self._worker
+        if not isinstance(w, RawWorker):
+            return {}
+        inlet = w.inlet
+        return {
+            "worker_early_wakeups": w.early_wakeups,
+            "pool_bytes": inlet.slots * inlet.slot,
+            "pool_overflows": inlet.overflows,
+        }
 
     def __enter__(self) -> Tracer:
         return self
@@ -390,12 +407,12 @@ class Tracer:
                     self._put = self._throttled_put
             else:
                 if not self._closed:
-                    self._put = self._queue.put
+                    self._put = self._enqueue
                 self._relief.set()
 
     def _throttled_put(self, ev: tuple[Any, ...]) -> None:
         q = self._queue
-        q.put(ev)
+        self._enqueue(ev)
         if ev[0] == DATA and q.qsize() > self._budget.max_queued:
             deadline = time.monotonic() + THROTTLE_WAIT_S
             while (

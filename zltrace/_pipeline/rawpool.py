@@ -1,0 +1,160 @@
+"""The raw log's memory pool and the caller's side of its queue (caller thread).
+
+Rules:
+- The pool is one buffer of ``memory_pool_size`` bytes, allocated once, cut into slots of
+  ``SLOT`` bytes. A payload of at most ``SLOT`` bytes of a ``POOLED`` kind (request bytes
+  sent; response bytes read too if configured so) is copied into a slot on the caller
+  thread and its event carries a ``memoryview`` of the slot instead of the caller's
+  ``bytes``: that object is freed as soon as the caller drops it (not when the worker gets
+  to it), and the pool's memory is reused, never allocated again. Other payloads go by
+  reference.
+- Reserving a slot is one ``next()`` on an ``itertools.count``: a single call into C, atomic
+  under the GIL, so each slot number goes to one caller whatever the number of threads.
+  Slot ``i`` is at ``(i % slots) * SLOT``. The copy into it (a ``memmove`` that holds the
+  GIL) is done before the event is put on the queue, and the worker learns of a slot only
+  from its event: it never reads a slot whose copy has not completed.
+- The worker releases a slot once it has encoded the slot's event (the record is a copy).
+  ``freed`` is the lowest slot number not released yet; only the worker moves it. A caller
+  may reuse slot position ``i % slots`` when ``i - freed < slots``: the number that last
+  used that position, ``i - slots``, is below ``freed``, so released. Nothing between the
+  reservation and the put can raise, so no number is left unreleased.
+- Pool full (``i - freed >= slots``): the payload goes by reference -- nothing is lost and
+  nobody waits here -- and its slot number still travels with the event, for the worker to
+  release. Counted in ``overflows``; the worker is woken. Bytes held by reference count
+  against the memory budget, whose throttle (:mod:`.budget`) is the next step.
+- The caller never wakes the worker per event; the worker wakes on its own every
+  ``flush_ms`` while there is traffic. After a whole period with nothing queued it sets
+  ``idle`` and sleeps until told: the next event's caller sees the flag (an attribute read
+  per event) and wakes it once. The worker sets the flag and then looks at the queue; a
+  caller puts its event and then reads the flag: under the GIL one of the two sees the
+  other, so an event is never left for an idle worker to miss.
+- A caller wakes the worker early (``threading.Event.set``, the only lock taken here, at
+  most once per mark) when ``buffer_size`` exchanges have started since the worker's last
+  wake, when the pool's fill passes half the pool, or when bytes passed by reference since
+  the last wake pass half of ``memory_pool_size``. The tests of those marks are a compare
+  of two integers on the caller's path; the marks are moved by the worker. The counters a
+  caller bumps here (``+=`` on an attribute) can lose a count when two threads race; they
+  only time a wake, which ``flush_ms`` bounds anyway.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable
+from typing import Any, Callable
+
+from .events import DATA, SEND, START
+
+#: Payloads up to this many bytes are copied into the pool; larger ones go by reference.
+SLOT = 512
+#: The events whose payloads are copied: request bytes (heads, small body pieces). Response
+#: bytes go by reference: copying them cost the caller more per chunk than holding the
+#: ``bytes`` saved (bench/README.md, "The raw log's pool"); ``frozenset((SEND, DATA))``
+#: copies both.
+POOLED = frozenset((SEND,))
+_PAYLOAD = frozenset((DATA, SEND))
+
+
+class RawInlet:
+    """Puts a raw tracer's events on its queue: small payloads copied into the pool."""
+
+    def __init__(
+        self,
+        put: Callable[[Any], None],
+        pool_size: int,
+        buffer_size: int,
+        slot: int | None = None,
+        pooled: frozenset[int] | None = None,
+    ) -> None:
+        slot = SLOT if slot is None else slot
+        self._q_put = put
+        self._pooled = POOLED if pooled is None else pooled
+        #: Set to wake the worker before its next timed wake.
+        self.wake = threading.Event()
+        self.slot = slot
+        self.slots = pool_size // slot if slot else 0
+        self._view = memoryview(bytearray(self.slots * slot))
+        self._ids = itertools.count()
+        #: The lowest slot number not released yet (the worker's to move).
+        self.freed = 0
+        self._done: set[int] = set()
+        #: The slot number whose reservation wakes the worker (half the pool in use).
+        self.high = self.slots // 2
+        self.buffer_size = buffer_size
+        #: The exchange number whose start wakes the worker (0: set by the first start).
+        self.wake_ex = 0
+        self.ref_bytes = 0  # bytes passed by reference so far (an estimate: see above)
+        self.ref_wake = pool_size // 2
+        self._ref_half = pool_size // 2
+        self.overflows = 0  # payloads that found the pool full and went by reference
+        #: Early wakes asked for, by reason.
+        self.wakes = {"exchanges": 0, "high_water": 0, "pool_full": 0, "idle": 0}
+        #: Set by the worker when it sleeps until told (nothing queued for a whole period).
+        self.idle = False
+
+    def put(self, ev: tuple[Any, ...]) -> None:
+        """Queue one event (caller thread); never blocks, never raises for a full pool."""
+        kind = ev[0]
+        why = None
+        if kind in _PAYLOAD:
+            data = ev[2]
+            n = len(data)
+            if 0 < n <= self.slot and kind in self._pooled:
+                i = next(self._ids)
+                if i - self.freed < self.slots:
+                    off = (i % self.slots) * self.slot
+                    view = self._view[off : off + n]
+                    view[:] = data
+                    ev = (kind, ev[1], view, ev[3], i)
+                    if i >= self.high:
+                        self.high = i + self.slots
+                        why = "high_water"
+                else:
+                    ev = (kind, ev[1], data, ev[3], i)
+                    self.overflows += 1
+                    why = "pool_full"
+            else:
+                self.ref_bytes += n
+                if self.ref_bytes >= self.ref_wake:
+                    self.ref_wake = self.ref_bytes + self._ref_half
+                    why = "high_water"
+        elif kind == START and ev[1] >= self.wake_ex:
+            if self.wake_ex:
+                why = "exchanges"
+            self.wake_ex = ev[1] + self.buffer_size
+        self._q_put(ev)
+        if self.idle:  # the worker sleeps until told: this is the first event since
+            self.idle = False
+            why = "idle"
+        if why is not None:  # after the put: the worker, once woken, finds the event
+            self.wakes[why] += 1
+            self.wake.set()
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    @property
+    def in_use(self) -> int:
+        """Bytes of the pool reserved and not released yet (at least; worker thread)."""
+        return max(0, self._reserved() - self.freed) * self.slot
+
+    def _reserved(self) -> int:
+        # The next number ``next()`` would give, read without taking it.
+        return int(repr(self._ids)[6:-1])
+
+    def release(self, ids: Iterable[int]) -> None:
+        """The worker encoded the events of these slots: they may be reused."""
+        done = self._done
+        done.update(ids)
+        f = self.freed
+        while f in done:
+            done.remove(f)
+            f += 1
+        self.freed = f
+
+    def rearm(self, last_ex: int) -> None:
+        """The worker woke: the marks count from here (worker thread)."""
+        if last_ex:
+            self.wake_ex = last_ex + self.buffer_size
+        self.high = self.freed + self.slots // 2
+        self.ref_wake = self.ref_bytes + self._ref_half
