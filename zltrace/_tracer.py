@@ -330,6 +330,7 @@ class Tracer:
             "worker_early_wakeups": w.early_wakeups,
             "pool_bytes": inlet.slots * inlet.slot,
             "pool_overflows": inlet.overflows,
+            "pool_holds": inlet.holds,
         }
 
     def __enter__(self) -> Tracer:

@@ -174,18 +174,7 @@ def run_child(mode: str, count: int, trace_dir: Path, fmt: str = "raw") -> dict[
     return result
 
 
-#: The raw worker flushes after ``buffer_size`` exchanges started or ``flush_ms``, never
-#: because the records it buffered weigh too much: a 1 GiB stream at full speed holds tens of
-#: MiB of 64 KiB records (``memory_held_peak`` several times the 10 MiB budget) and the app's
-#: peak RSS grows by ~150 MiB (``_pipeline/rawworker.py``: ``_add``, ``_pressure``).
-RAW_RECORDS_UNBOUNDED = pytest.mark.xfail(
-    strict=True,
-    reason="raw worker: buffered records are not flushed when they pass the budget, so a "
-    "1 GiB stream's peak RSS grows by far more than the budget + 32 MiB",
-)
-
-
-@pytest.mark.parametrize("fmt", ["jsonl", pytest.param("raw", marks=RAW_RECORDS_UNBOUNDED)])
+@pytest.mark.parametrize("fmt", ["jsonl", "raw"])
 def test_one_gigabyte_stream_stays_within_the_budget(trace_dir: Path, fmt: str) -> None:
     """1 GiB streamed through a 10 MiB budget: peak RSS grows by at most budget + 32 MiB over
     the same download untraced, and the whole body is on disk (JSON lines: spilled to the

@@ -21,6 +21,7 @@ from support.server import Request, ScriptedServer, Step, response
 import zltrace
 from zltrace._pipeline.events import DATA, SEND, START
 from zltrace._pipeline.rawpool import RawInlet
+from zltrace._pipeline.sizes import EVENT_COST
 
 POOL = 64 * 1024  # Config's smallest memory_pool_size
 SLOT = 2048
@@ -57,7 +58,7 @@ def test_small_payloads_are_copied_into_the_pool_and_the_callers_bytes_let_go() 
     assert isinstance(ev[2], memoryview) and ev[2] == data and ev[:2] == (DATA, 1) and ev[3] == 5
     assert sys.getrefcount(data) == refs
     assert isinstance(send[2], memoryview) and bytes(send[2]) == b"GET / HTTP/1.1\r\n\r\n"
-    assert by_ref[2] is big and inlet.ref_bytes == len(big)
+    assert by_ref[2] is big and inlet.ref_bytes == len(big) + EVENT_COST
 
 
 def test_only_the_pooled_kinds_are_copied() -> None:
@@ -225,3 +226,35 @@ def test_many_threads_record_every_byte_once_and_in_order(tmp_path: Path) -> Non
 
 def _reply_body(n: int) -> bytes:
     return hashlib.sha256(b"%d" % n).digest() * (1 + n % 40)
+
+
+def test_a_caller_over_the_by_reference_quota_waits_for_the_worker_to_encode() -> None:
+    """Response bytes by reference past a quarter of the pool: the caller wakes the worker
+    and waits until the worker's count of encoded bytes brings the backlog under the quota."""
+    inlet, q = _inlet(pool=8 * SLOT)  # quota: 2 slots' worth
+    big = b"x" * (SLOT + 1)
+    inlet.put((DATA, 1, big, 1))
+    assert inlet.holds == 0 and not inlet.wake.is_set()
+    encoded = threading.Event()
+
+    def worker() -> None:
+        inlet.wake.wait(20)
+        for ev in _drain(q):
+            inlet.ref_done += len(ev[2]) + EVENT_COST
+        encoded.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    inlet.put((DATA, 1, big, 2))  # the backlog passes the quota: held until encoded
+    assert encoded.is_set() and inlet.holds == 1
+    assert inlet.ref_bytes - inlet.ref_done <= inlet.ref_quota
+    t.join()
+
+
+def test_a_caller_is_never_held_for_good_by_a_worker_that_is_gone() -> None:
+    """Nobody encodes: the caller waits at most THROTTLE_WAIT_S per event, then goes on."""
+    inlet, q = _inlet(pool=8 * SLOT)
+    big = b"x" * (SLOT + 1)
+    for i in range(3):
+        inlet.put((DATA, 1, big, i))
+    assert inlet.holds == 2 and len(_drain(q)) == 3

@@ -188,18 +188,6 @@ MILLION_CHILD = textwrap.dedent(
 )
 
 
-#: The raw worker counts a queued event at its mean payload only (one byte here), not with
-#: the tuple, ``bytes`` and ``int`` it holds (``EVENT_COST``), so it lets callers queue about
-#: a quarter of the budget in events (262,144 for 1 MiB) before they wait: the app's RSS grows
-#: by ~18 MiB while the budget sees ~0.4 MiB (``_pipeline/rawworker.py``: ``_account``,
-#: ``_pressure``). Counting ``EVENT_COST`` per event brings the growth under the bound.
-RAW_QUEUE_UNDERCOUNTED = pytest.mark.xfail(
-    strict=True,
-    reason="raw worker: queued events counted without their objects (EVENT_COST), so the "
-    "throttle lets 200,000 stream(1) calls grow RSS past the budget + 7 MiB",
-)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "framing", "n", "fmt"),
@@ -207,7 +195,7 @@ RAW_QUEUE_UNDERCOUNTED = pytest.mark.xfail(
         ("read", "length", 400_000, "jsonl"),
         ("stream", "chunked", 200_000, "jsonl"),
         ("read", "length", 400_000, "raw"),
-        pytest.param("stream", "chunked", 200_000, "raw", marks=RAW_QUEUE_UNDERCOUNTED),
+        ("stream", "chunked", 200_000, "raw"),
     ],
 )
 def test_many_one_byte_reads_stay_within_the_budget(

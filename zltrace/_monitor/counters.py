@@ -99,10 +99,12 @@ class Counters:
     worker_catchups: int | None = None
     #: The raw log's worker: wakes asked for by a caller's mark, a flush or a stop (the rest
     #: are timed); the pool's size in bytes, and payloads that found it full and went by
+    #: reference, and times a caller waited for the worker to encode what it had queued by
     #: reference (None: no pool, another format or mode).
     worker_early_wakeups: int | None = None
     pool_bytes: int | None = None
     pool_overflows: int | None = None
+    pool_holds: int | None = None
     after_close_events: int = 0
     dropped_events: int = 0
     capture_failures: int = _exposed(

@@ -35,16 +35,27 @@ Rules:
   of two integers on the caller's path; the marks are moved by the worker. The counters a
   caller bumps here (``+=`` on an attribute) can lose a count when two threads race; they
   only time a wake, which ``flush_ms`` bounds anyway.
+- Bytes by reference are bounded where they are queued: a caller that queues response bytes
+  while more than a quarter of ``memory_pool_size`` (payloads and their objects,
+  ``EVENT_COST``) waits queued and not yet encoded wakes the worker and waits, polling every
+  ``THROTTLE_POLL_S`` for at most ``THROTTLE_WAIT_S`` (never for good: a worker that is gone
+  cannot hold the app), until the worker's count of what it encoded (``ref_done``, moved by
+  the worker only) brings it back under. Counted in ``holds``. A count lost to a race makes
+  the bound looser, never tighter. The worker's own throttle (:mod:`.budget`) stays the
+  policy for everything else.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, Callable
 
+from .budget import THROTTLE_POLL_S, THROTTLE_WAIT_S
 from .events import DATA, SEND, START
+from .sizes import EVENT_COST
 
 #: Payloads up to this many bytes are copied into the pool; larger ones go by reference.
 SLOT = 512
@@ -85,8 +96,13 @@ class RawInlet:
         #: The exchange number whose start wakes the worker (0: set by the first start).
         self.wake_ex = 0
         self.ref_bytes = 0  # bytes passed by reference so far (an estimate: see above)
-        self.ref_wake = pool_size // 2
-        self._ref_half = pool_size // 2
+        #: Bytes by reference the worker has encoded (worker thread only).
+        self.ref_done = 0
+        #: What may wait by reference before a caller holds (0: no bound).
+        self.ref_quota = pool_size // 4
+        self.ref_wake = self.ref_quota
+        self._ref_half = self.ref_quota
+        self.holds = 0  # times a caller waited for the worker to catch up
         self.overflows = 0  # payloads that found the pool full and went by reference
         #: Early wakes asked for, by reason.
         self.wakes = {"exchanges": 0, "high_water": 0, "pool_full": 0, "idle": 0}
@@ -115,7 +131,8 @@ class RawInlet:
                     self.overflows += 1
                     why = "pool_full"
             else:
-                self.ref_bytes += n
+                # The event's objects too: a million one-byte reads hold far more than a MB.
+                self.ref_bytes += n + EVENT_COST
                 if self.ref_bytes >= self.ref_wake:
                     self.ref_wake = self.ref_bytes + self._ref_half
                     why = "high_water"
@@ -130,6 +147,16 @@ class RawInlet:
         if why is not None:  # after the put: the worker, once woken, finds the event
             self.wakes[why] += 1
             self.wake.set()
+        if kind == DATA and self.ref_bytes - self.ref_done > self.ref_quota > 0:
+            self._hold()
+
+    def _hold(self) -> None:
+        """Wait (bounded) for the worker to encode what waits by reference (caller thread)."""
+        self.holds += 1
+        self.wake.set()
+        deadline = time.monotonic() + THROTTLE_WAIT_S
+        while self.ref_bytes - self.ref_done > self.ref_quota and time.monotonic() < deadline:
+            time.sleep(THROTTLE_POLL_S)
 
     # -- the worker's side -------------------------------------------------------------------
 

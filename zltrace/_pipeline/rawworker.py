@@ -37,6 +37,7 @@ from .observer import NULL_OBSERVER, WorkerObserver
 from .rawenc import RawEncoder
 from .rawpool import RawInlet
 from .rawtally import Ended, RawTally
+from .sizes import EVENT_COST
 from .writer import TraceWriter
 
 #: CPU time the worker works between two yields. Longer than ``drain.SLICE_NS``: each yield
@@ -74,13 +75,16 @@ class RawWorker(DrainThread):
         self._ended: list[Ended] = []  # exchanges ended, for the monitor
         self.budget = budget if budget is not None else Budget(writer.memory_limit)
         self._on_pressure = on_pressure
-        self._mean = 0
         self._data_bytes = 0
         self._buffer_size = buffer_size
         self._started = 0  # exchanges started since the last flush
         #: The timed wake's period: a quarter of ``flush_ms``, so a batch is drained young
         #: enough to be handled with yields and still written within ``flush_ms``.
         self._period_ns = max(1_000_000, self._flush_ns // 4)
+        #: Records buffered past this weight are written at once, whatever their count or
+        #: age: a stream read at full speed would otherwise hold many MiB of them.
+        self._flush_bytes = max(1 << 16, self.budget.limit // 8)
+        self._event_cost = EVENT_COST  # mean payload so far + what an event's objects take
 
     def _handle(self, batch: list[Any]) -> bool:
         """Encode one drained batch in slices; True when told to stop."""
@@ -88,9 +92,11 @@ class RawWorker(DrainThread):
         writer = self._writer
         out: list[bytes] = []
         released: list[int] = []
+        inlet = self.inlet
         start = perf_counter_ns()
         start_cpu = thread_time_ns()
-        for ev in batch:
+        for i, ev in enumerate(batch):
+            batch[i] = None  # the record is a copy: the event's payload may go now
             kind = ev[0]
             if kind >= FLUSH:
                 self._add(out)
@@ -121,6 +127,8 @@ class RawWorker(DrainThread):
                     self._data_bytes += len(ev[2])
                 if len(ev) > 4:  # its pool slot (or the number it reserved)
                     released.append(ev[4])
+                else:  # by reference, counted by the inlet
+                    inlet.ref_done += len(ev[2]) + EVENT_COST
             elif kind == ev_kinds.START:
                 self.exchanges += 1
                 self._started += 1
@@ -229,7 +237,7 @@ class RawWorker(DrainThread):
         out.clear()
         if self._oldest is None:
             self._oldest = self._unflushed_since()
-        if self._started >= self._buffer_size:
+        if self._started >= self._buffer_size or writer.pending_bytes >= self._flush_bytes:
             self._flush()
 
     # -- the memory budget (policy in budget.py; nothing in flight to spill here) -------------
@@ -237,19 +245,25 @@ class RawWorker(DrainThread):
     def _account(self, backlog: int) -> None:
         budget = self.budget
         if self.events:
-            self._mean = self._data_bytes // self.events
-        budget.update(self._writer.pending_bytes + (backlog + self._q.qsize()) * self._mean)
+            self._event_cost = self._data_bytes // self.events + EVENT_COST
+        budget.update(self._writer.pending_bytes + (backlog + self._q.qsize()) * self._event_cost)
         self._pressure()
 
     def _pressure(self, ending: bool = False) -> None:
         budget = self.budget
-        mean = self._mean or 1
-        held = self._writer.pending_bytes + self._q.qsize() * mean
+        cost = self._event_cost
+        quota = budget.limit // 4  # what callers may queue while throttled
+        queued = self._q.qsize() * cost
+        held = self._writer.pending_bytes + queued
         if not budget.throttled:
-            if held > budget.resume and not ending and self._on_pressure is not None:
+            if (
+                (held > budget.resume or queued > quota)
+                and not ending
+                and self._on_pressure is not None
+            ):
                 budget.throttled = True
                 budget.throttles += 1
-                budget.max_queued = max(16, budget.limit // 4 // mean)
+                budget.max_queued = max(16, quota // cost)
                 self._on_pressure(True)
         elif held < budget.low or ending:
             budget.throttled = False
