@@ -8,20 +8,17 @@ Rules:
   ``bytes``: that object is freed as soon as the caller drops it (not when the worker gets
   to it), and the pool's memory is reused, never allocated again. Other payloads go by
   reference.
-- Reserving a slot is one ``next()`` on an ``itertools.count``: a single call into C, atomic
-  under the GIL, so each slot number goes to one caller whatever the number of threads.
-  Slot ``i`` is at ``(i % slots) * SLOT``. The copy into it (a ``memmove`` that holds the
+- The free slots are a stack (an ``array`` of slot numbers): a caller takes one with
+  ``pop()``, the worker gives it back with ``extend()`` once it has encoded the slot's
+  event (the record is a copy). Each is a single call into C, atomic under the GIL, so a
+  slot goes to one caller whatever the number of threads, and the slot given back last is
+  the next one taken: hot memory is reused, and only as much of the buffer is ever touched
+  (resident) as was in use at once. The copy into the slot (a ``memmove`` that holds the
   GIL) is done before the event is put on the queue, and the worker learns of a slot only
   from its event: it never reads a slot whose copy has not completed.
-- The worker releases a slot once it has encoded the slot's event (the record is a copy).
-  ``freed`` is the lowest slot number not released yet; only the worker moves it. A caller
-  may reuse slot position ``i % slots`` when ``i - freed < slots``: the number that last
-  used that position, ``i - slots``, is below ``freed``, so released. Nothing between the
-  reservation and the put can raise, so no number is left unreleased.
-- Pool full (``i - freed >= slots``): the payload goes by reference -- nothing is lost and
-  nobody waits here -- and its slot number still travels with the event, for the worker to
-  release. Counted in ``overflows``; the worker is woken. Bytes held by reference count
-  against the memory budget, whose throttle (:mod:`.budget`) is the next step.
+- Pool full (no free slot): the payload goes by reference -- nothing is lost and nobody
+  waits here -- counted in ``overflows``, the worker woken, and its bytes count as bytes by
+  reference (below).
 - The caller never wakes the worker per event; the worker wakes on its own every
   ``flush_ms`` while there is traffic. After a whole period with nothing queued it sets
   ``idle`` and sleeps until told: the next event's caller sees the flag (an attribute read
@@ -30,8 +27,8 @@ Rules:
   other, so an event is never left for an idle worker to miss.
 - A caller wakes the worker early (``threading.Event.set``, the only lock taken here, at
   most once per mark) when ``buffer_size`` exchanges have started since the worker's last
-  wake, when the pool's fill passes half the pool, or when bytes passed by reference since
-  the last wake pass half of ``memory_pool_size``. The tests of those marks are a compare
+  wake, when more than half the pool's slots are taken, or when bytes passed by reference
+  since the last wake pass a quarter of ``memory_pool_size``. The tests of those marks are a compare
   of two integers on the caller's path; the marks are moved by the worker. The counters a
   caller bumps here (``+=`` on an attribute) can lose a count when two threads race; they
   only time a wake, which ``flush_ms`` bounds anyway.
@@ -47,9 +44,9 @@ Rules:
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
+from array import array
 from collections.abc import Iterable
 from typing import Any, Callable
 
@@ -86,12 +83,12 @@ class RawInlet:
         self.slot = slot
         self.slots = pool_size // slot if slot else 0
         self._view = memoryview(bytearray(self.slots * slot))
-        self._ids = itertools.count()
-        #: The lowest slot number not released yet (the worker's to move).
-        self.freed = 0
-        self._done: set[int] = set()
-        #: The slot number whose reservation wakes the worker (half the pool in use).
-        self.high = self.slots // 2
+        #: Free slot numbers, the last given back on top (taken by callers, given back by the
+        #: worker).
+        self._free = array("l", range(self.slots - 1, -1, -1))
+        #: Fewer free slots than this wake the worker (once until it rearms).
+        self._low = self.slots // 2
+        self._armed = True
         self.buffer_size = buffer_size
         #: The exchange number whose start wakes the worker (0: set by the first start).
         self.wake_ex = 0
@@ -117,18 +114,21 @@ class RawInlet:
             data = ev[2]
             n = len(data)
             if 0 < n <= self.slot and kind in self._pooled:
-                i = next(self._ids)
-                if i - self.freed < self.slots:
-                    off = (i % self.slots) * self.slot
+                try:
+                    i = self._free.pop()
+                except IndexError:  # no free slot: by reference
+                    i = -1
+                if i >= 0:
+                    off = i * self.slot
                     view = self._view[off : off + n]
                     view[:] = data
                     ev = (kind, ev[1], view, ev[3], i)
-                    if i >= self.high:
-                        self.high = i + self.slots
+                    if self._armed and len(self._free) < self._low:
+                        self._armed = False
                         why = "high_water"
                 else:
-                    ev = (kind, ev[1], data, ev[3], i)
                     self.overflows += 1
+                    self.ref_bytes += n + EVENT_COST
                     why = "pool_full"
             else:
                 # The event's objects too: a million one-byte reads hold far more than a MB.
@@ -162,26 +162,16 @@ class RawInlet:
 
     @property
     def in_use(self) -> int:
-        """Bytes of the pool reserved and not released yet (at least; worker thread)."""
-        return max(0, self._reserved() - self.freed) * self.slot
-
-    def _reserved(self) -> int:
-        # The next number ``next()`` would give, read without taking it.
-        return int(repr(self._ids)[6:-1])
+        """Bytes of the pool taken and not given back yet (worker thread)."""
+        return (self.slots - len(self._free)) * self.slot
 
     def release(self, ids: Iterable[int]) -> None:
         """The worker encoded the events of these slots: they may be reused."""
-        done = self._done
-        done.update(ids)
-        f = self.freed
-        while f in done:
-            done.remove(f)
-            f += 1
-        self.freed = f
+        self._free.extend(ids)
 
     def rearm(self, last_ex: int) -> None:
         """The worker woke: the marks count from here (worker thread)."""
         if last_ex:
             self.wake_ex = last_ex + self.buffer_size
-        self.high = self.freed + self.slots // 2
+        self._armed = True
         self.ref_wake = self.ref_bytes + self._ref_half

@@ -101,6 +101,7 @@ class RawWorker(DrainThread):
             if kind >= FLUSH:
                 self._add(out)
                 if kind == STOP:
+                    inlet.release(released)
                     self._pressure(ending=True)
                     if enc.seq:  # no file for a tracer that saw nothing
                         out.append(enc.stop(perf_counter_ns()))
