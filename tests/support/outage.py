@@ -117,7 +117,8 @@ class Traffic:
                     # records the exchange with outcome "error", so it still counts as sent.
                     self.broken += 1
                 else:
-                    assert r.data == BODY
+                    data = r.data
+                    assert data == BODY, (r.status, dict(r.headers), len(data), data[:120])
                 self.sent = n + 1
         except BaseException as exc:  # reported by the caller
             self.error = exc
