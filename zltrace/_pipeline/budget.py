@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter_ns
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .assembler import Assembler
@@ -88,6 +88,30 @@ class Budget:
         if held > self.peak:
             self.peak = held
         return held
+
+    def press(
+        self,
+        held: int,
+        queued: int,
+        cost: int,
+        on_pressure: Callable[[bool], None] | None,
+        ending: bool = False,
+        settled: bool = True,
+    ) -> None:
+        """Step 2: bound the queue once ``held`` passes ``resume`` or the ``queued`` bytes a
+        quarter of the budget (``max_queued`` events of ``cost`` bytes); lift it below ``low``
+        once the worker says the callers have ``settled`` (or at the end)."""
+        quota = self.limit // 4  # what callers may queue while throttled
+        if not self.throttled:
+            if (held > self.resume or queued > quota) and not ending and on_pressure is not None:
+                self.throttled = True
+                self.throttles += 1
+                self.max_queued = max(16, quota // cost)
+                on_pressure(True)
+        elif ending or (held < self.low and settled):
+            self.throttled = False
+            if on_pressure is not None:
+                on_pressure(False)
 
     @property
     def utilisation(self) -> float:

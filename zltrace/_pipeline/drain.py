@@ -175,8 +175,8 @@ class DrainThread:
         return queued < BACKLOG and not throttled and now - self._batch_t < self._flush_ns // 2
 
     def _unflushed_since(self) -> int:
-        """The ``_oldest`` of a record added now: its batch's queue time, at the latest now."""
-        return min(self._batch_t, perf_counter_ns()) if self._batch_t else perf_counter_ns()
+        """The ``_oldest`` of a record added now: its batch's queue time (never after now)."""
+        return self._batch_t or perf_counter_ns()
 
     def _error(self, what: str) -> None:
         self.errors += 1

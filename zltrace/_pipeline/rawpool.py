@@ -98,7 +98,6 @@ class RawInlet:
         #: What may wait by reference before a caller holds (0: no bound).
         self.ref_quota = pool_size // 4
         self.ref_wake = self.ref_quota
-        self._ref_half = self.ref_quota
         self.holds = 0  # times a caller waited for the worker to catch up
         self.overflows = 0  # payloads that found the pool full and went by reference
         #: Early wakes asked for, by reason.
@@ -134,7 +133,7 @@ class RawInlet:
                 # The event's objects too: a million one-byte reads hold far more than a MB.
                 self.ref_bytes += n + EVENT_COST
                 if self.ref_bytes >= self.ref_wake:
-                    self.ref_wake = self.ref_bytes + self._ref_half
+                    self.ref_wake = self.ref_bytes + self.ref_quota
                     why = "high_water"
         elif kind == START and ev[1] >= self.wake_ex:
             if self.wake_ex:
@@ -174,4 +173,4 @@ class RawInlet:
         if last_ex:
             self.wake_ex = last_ex + self.buffer_size
         self._armed = True
-        self.ref_wake = self.ref_bytes + self._ref_half
+        self.ref_wake = self.ref_bytes + self.ref_quota

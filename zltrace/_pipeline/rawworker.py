@@ -251,25 +251,10 @@ class RawWorker(DrainThread):
         self._pressure()
 
     def _pressure(self, ending: bool = False) -> None:
-        budget = self.budget
         cost = self._event_cost
-        quota = budget.limit // 4  # what callers may queue while throttled
         queued = self._q.qsize() * cost
         held = self._writer.pending_bytes + queued
-        if not budget.throttled:
-            if (
-                (held > budget.resume or queued > quota)
-                and not ending
-                and self._on_pressure is not None
-            ):
-                budget.throttled = True
-                budget.throttles += 1
-                budget.max_queued = max(16, quota // cost)
-                self._on_pressure(True)
-        elif held < budget.low or ending:
-            budget.throttled = False
-            if self._on_pressure is not None:
-                self._on_pressure(False)
+        self.budget.press(held, queued, cost, self._on_pressure, ending)
 
     def _flush(self, force: bool = False) -> None:
         if self._writer.flush(force):

@@ -199,28 +199,14 @@ class Worker(DrainThread):
         """Bound the queue while the budget is under pressure (step 2 of the policy)."""
         budget = self.budget
         cost = self._event_cost
-        quota = budget.limit // 4  # what callers may queue while throttled
-        queued = max(self._backlog, self._q.qsize()) * cost
+        backlog = max(self._backlog, self._q.qsize())
+        queued = backlog * cost
         held = self._asm.bytes_held + self._writer.pending_bytes + queued
-        if not budget.throttled:
-            if (
-                (held > budget.resume or queued > quota)
-                and not ending
-                and self._on_pressure is not None
-            ):
-                budget.throttled = True
-                budget.throttles += 1
-                budget.max_queued = max(16, quota // cost)
-                self._on_pressure(True)
-        elif ending or (
-            held < budget.low and max(self._backlog, self._q.qsize()) <= budget.max_queued // 4
-        ):
-            # Lifted only once callers fill the queue slowly: lifted while they still press
-            # against the bound, they would flood the queue the moment this thread is not
-            # scheduled (a loaded machine), before it could bound it again.
-            budget.throttled = False
-            if self._on_pressure is not None:
-                self._on_pressure(False)
+        # Lifted only once callers fill the queue slowly: lifted while they still press
+        # against the bound, they would flood the queue the moment this thread is not
+        # scheduled (a loaded machine), before it could bound it again.
+        settled = backlog <= budget.max_queued // 4
+        budget.press(held, queued, cost, self._on_pressure, ending, settled)
 
     def _flush(self, force: bool = False) -> None:
         # On failure the writer keeps the records and schedules its retry (``retry_at``).
